@@ -1,0 +1,3 @@
+from cmkd.harness.cli import main
+
+raise SystemExit(main())

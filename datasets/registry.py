@@ -1,0 +1,73 @@
+"""Registry of data-set adapters: one decorator, one file per data set."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from cmkd.harness.errors import UserError, unknown
+
+from .base import MultiModalData
+
+DATASETS: dict[str, type["DatasetAdapter"]] = {}
+
+
+def register_dataset(name: str):
+    """Class decorator: make an adapter available to the CLI and the sweep under ``name``."""
+
+    def deco(cls: type[DatasetAdapter]) -> type[DatasetAdapter]:
+        if name in DATASETS:
+            raise ValueError(f"data set {name!r} registered twice")
+        cls.name = name
+        DATASETS[name] = cls
+        return cls
+
+    return deco
+
+
+class DatasetAdapter(ABC):
+    """Turns one source into :class:`MultiModalData`.
+
+    ``options`` are adapter-specific keyword arguments (from the CLI ``--data-opt k=v`` or a TOML
+    config); ``root`` is where the data live (None for generated data).
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: modality name -> channel count, as published.
+    modalities: ClassVar[dict[str, int]] = {}
+    rich: ClassVar[str] = ""
+    class_names: ClassVar[list[str]] = []
+    #: default adapter options, also the list of accepted option names.
+    default_options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, root: str | None = None, **options: Any) -> None:
+        bad = sorted(set(options) - set(self.default_options))
+        if bad:
+            raise UserError(
+                f"data set {self.name!r} has no option {bad[0]!r}; valid options: "
+                f"{', '.join(sorted(self.default_options)) or '(none)'}"
+            )
+        self.root = root
+        self.options = {**self.default_options, **options}
+
+    def modality_channels(self) -> dict[str, int]:
+        """Channels per modality for these options (an adapter may add modalities by option)."""
+        return dict(self.modalities)
+
+    def found(self) -> bool:
+        """Whether the data can be loaded without error (no compute)."""
+        return True
+
+    def check(self) -> None:
+        """Raise :class:`UserError` naming what is missing, before any compute starts."""
+
+    @abstractmethod
+    def load(self) -> MultiModalData:
+        """Read (or generate) the data."""
+
+
+def get_dataset(name: str, root: str | None = None, **options: Any) -> DatasetAdapter:
+    if name not in DATASETS:
+        raise unknown("data set", name, DATASETS)
+    return DATASETS[name](root=root, **options)

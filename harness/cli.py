@@ -1,0 +1,206 @@
+"""``cmkd``: the one front door. Thin: parse, validate, call the floor below."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+from .errors import UserError
+
+
+def parse_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_pairs(pairs: Sequence[str] | None, flag: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in pairs or []:
+        if "=" not in item:
+            raise UserError(f"{flag} takes KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = parse_value(v.strip())
+    return out
+
+
+# ---- commands ------------------------------------------------------------------------------
+def cmd_methods(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from cmkd.methods import METHODS
+
+    rows = []
+    for name, cls in sorted(METHODS.items()):
+        opts = ", ".join(f"{k}={v}" for k, v in cls.Options().to_dict().items())
+        rows.append([name, cls.teacher_kind or "-", cls.description, opts or "-"])
+    print(tabulate(rows, headers=["method", "teacher", "description", "options (defaults)"], tablefmt="simple",
+                   maxcolwidths=[None, None, 60, 50]))
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from cmkd.datasets import DATASETS
+
+    rows = []
+    for name, cls in sorted(DATASETS.items()):
+        try:
+            adapter = cls(root=args.root) if args.root else cls()
+            found = "yes" if adapter.found() else "no"
+            chans = adapter.modality_channels()
+            n_classes = len(adapter.class_names)
+        except UserError as exc:
+            found, chans, n_classes = f"no ({exc})", cls.modalities, len(cls.class_names)
+        mods = ", ".join(f"{m} ({c})" + (" rich" if m == cls.rich else "") for m, c in chans.items())
+        rows.append([name, mods, n_classes, found, cls.description])
+    print(tabulate(rows, headers=["data set", "modalities (channels)", "classes", "data found", "description"],
+                   tablefmt="simple", maxcolwidths=[None, 40, None, 30, 60]))
+    return 0
+
+
+def _train_config(args: argparse.Namespace):
+    from .config import TrainConfig
+
+    fields = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
+              "amp": args.amp or None, "threads": args.threads, "augment": None if not args.no_augment else False}
+    return TrainConfig(**{k: v for k, v in fields.items() if v is not None})
+
+
+def _method_options(args: argparse.Namespace) -> dict[str, Any]:
+    from cmkd.methods import get_method
+
+    cls = get_method(args.method)
+    opts = parse_pairs(args.opt, "--opt")
+    valid = set(cls.Options().to_dict())
+    if args.lskd:
+        if "lskd" not in valid:
+            raise UserError(f"--lskd does not apply to method {args.method!r}; it is a switch of kdv1, kdv2, dkd, ctkd, mlkd")
+        opts["lskd"] = True
+    if args.ablation:
+        if "ablation" not in valid:
+            raise UserError(f"--ablation does not apply to method {args.method!r}; it is an option of discomkd")
+        opts["ablation"] = args.ablation
+    return opts
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import TrialSpec
+    from .engine import EpochReport, run_trial
+
+    from cmkd.methods import get_method
+
+    cls = get_method(args.method)
+    scenario = args.scenario or (cls.teacher_kind if cls.teacher_kind else "single")
+    spec = TrialSpec(
+        dataset=args.dataset, method=args.method, seed=args.seed, modality=args.modality, scenario=scenario,
+        method_options=_method_options(args), dataset_options=parse_pairs(args.data_opt, "--data-opt"),
+        data_root=args.root, train=_train_config(args),
+    )
+
+    def show(r: EpochReport) -> None:
+        f1 = "  ".join(f"{k} {100 * v:5.2f}" for k, v in r.val_f1.items())
+        extra = "".join(f"  {k} {v:.3g}" for k, v in r.extra.items())
+        print(f"epoch {r.epoch:>3}/{r.epochs}  loss {r.losses['loss']:.4f}  val F1 {f1}{extra}  "
+              f"{r.seconds:5.1f} s  {r.images_per_s:6.0f} img/s", flush=True)
+
+    result = run_trial(spec, out_dir=args.out, runs_root=args.runs, on_epoch=None if args.quiet else show)
+    if result.reused:
+        print(f"already finished: {result.out_dir} (delete it to train again)")
+    for key, rec in result.outputs.items():
+        print(f"test F1 [{key}] {100 * rec['test_f1']:.2f}  (best validation epoch {rec['best_epoch']}, "
+              f"val F1 {100 * rec['val_f1']:.2f})")
+    print(f"trial {result.trial_id}: {result.out_dir}")
+    if args.json:
+        print(json.dumps({k: v for k, v in result.to_dict().items() if k != "history"}, default=str))
+    return 0
+
+
+# ---- parser ----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cmkd", description="cmkd-bench: cross-modal knowledge distillation benchmark")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("methods", help="list registered methods").set_defaults(func=cmd_methods)
+    d = sub.add_parser("datasets", help="list registered data sets and whether their data are found")
+    d.add_argument("--root", help="a data root to look in")
+    d.set_defaults(func=cmd_datasets)
+
+    t = sub.add_parser("train", help="run one trial without Ray and print its test F1")
+    t.add_argument("--method", required=True)
+    t.add_argument("--dataset", required=True)
+    t.add_argument("--modality", help="the modality of a single-modal method (student, KD students)")
+    t.add_argument("--seed", type=int, default=0, help="repetition: selects the split and the initialisation")
+    t.add_argument("--scenario", help="cross-modal or multi-modal (KD students; default: the method's)")
+    t.add_argument("--lskd", action="store_true", help="KD students: apply logit standardisation (LSKD)")
+    t.add_argument("--ablation", help="discomkd: no-adv, no-mod, no-aux, no-orth, only-inv, only-inf")
+    t.add_argument("--opt", action="append", metavar="KEY=VALUE", help="a method option (repeatable)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    t.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (CUDA only)")
+    t.add_argument("--no-augment", action="store_true", help="train without flips and rotations")
+    t.add_argument("--threads", type=int, help="torch CPU threads")
+    t.add_argument("--root", help="data root (real data sets)")
+    t.add_argument("--data-opt", action="append", metavar="KEY=VALUE", help="a data-set option (repeatable)")
+    t.add_argument("--out", help="the trial's folder (default: under --runs, named by the trial)")
+    t.add_argument("--runs", default=os.environ.get("CMKD_RUNS", "cmkd-runs"),
+                   help="store of trial folders, where teachers are looked up (default: ./cmkd-runs)")
+    t.add_argument("--quiet", action="store_true")
+    t.add_argument("--json", action="store_true", help="also print the result as one JSON line")
+    t.set_defaults(func=cmd_train)
+
+    for extra in _EXTRA_COMMANDS:
+        extra(sub)
+    return p
+
+
+#: later floors add sub-commands here (bench, tables, prepare, predict) without touching the above
+_EXTRA_COMMANDS: list = []
+
+
+def _load_extra_commands() -> None:
+    from importlib import import_module
+
+    for mod in ("bench_cli", "tables_cli", "prepare_cli", "predict_cli"):
+        try:
+            module = import_module(f"cmkd.harness.{mod}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"cmkd.harness.{mod}":
+                raise
+            continue
+        _EXTRA_COMMANDS.append(module.add_parser)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _load_extra_commands()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"cmkd: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("cmkd: interrupted; finished epochs are checkpointed, run the same command again to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""Loading a trial's data: the adapter, an in-process cache, and the split for a repetition."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cmkd.datasets import MultiModalData, Split, get_dataset, make_split
+from cmkd.methods import DataInfo
+
+_CACHE: dict[str, MultiModalData] = {}
+
+
+def load_data(name: str, root: str | None, options: dict[str, Any]) -> MultiModalData:
+    """The data set's arrays, loaded once per process (several trials of a Ray worker share them)."""
+    key = json.dumps([name, root, options], sort_keys=True, default=str)
+    if key not in _CACHE:
+        adapter = get_dataset(name, root=root, **options)
+        adapter.check()
+        if len(_CACHE) >= 2:  # keep memory bounded on workers that see several data sets
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = adapter.load()
+    return _CACHE[key]
+
+
+def data_info(data: MultiModalData) -> DataInfo:
+    return DataInfo(
+        name=data.name,
+        channels=data.channels(),
+        image_sizes={m: data.image_size(m) for m in data.modalities},
+        n_classes=data.n_classes,
+        rich=data.rich,
+    )
+
+
+def split_for(data: MultiModalData, repetition: int) -> Split:
+    """The data set's own split for this repetition when it ships one, else the official rule."""
+    if data.splits and repetition in data.splits:
+        return data.splits[repetition]  # type: ignore[return-value]
+    return make_split(data.labels, repetition)

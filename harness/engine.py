@@ -1,0 +1,283 @@
+"""The one training engine: every method's trial runs through ``run_trial``.
+
+It owns data on the device, batching (paired or unpaired), augmentation, the optimiser, epochs,
+per-output validation F1 and best-epoch selection, checkpoints and resume, and seeding. It knows
+nothing of Ray or MLflow: callers observe it through ``on_epoch``.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+import cmkd
+from cmkd.datasets import MultiModalData, Split
+from cmkd.methods import Batch, Method, get_method
+
+from .augment import augment, strong_augment
+from .config import TrialSpec
+from .data import data_info, load_data, split_for
+from .errors import UserError
+from .io import read_json, save_torch, write_json
+from .metrics import confusion, weighted_f1
+from .store import CHECKPOINT_FILE, DEFAULT_ROOT, RESULT_FILE, SPEC_FILE, claim_folder, trial_dir, variant_of
+from .teachers import load_teacher
+
+
+@dataclass
+class EpochReport:
+    epoch: int  # 1-based
+    epochs: int
+    losses: dict[str, float]
+    val_f1: dict[str, float]
+    best: dict[str, dict[str, float]]
+    seconds: float
+    images_per_s: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrialResult:
+    trial_id: str
+    spec: dict[str, Any]
+    method: str
+    variant: str
+    outputs: dict[str, dict[str, float]]  # key -> best_epoch, val_f1, test_f1
+    epochs_run: int
+    wall_time_s: float
+    train_time_s: float
+    images_per_s: float
+    device: str
+    split_fingerprint: str
+    data_fingerprint: str
+    n_classes: int
+    out_dir: str
+    teacher: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    code_version: str = cmkd.__version__
+    host: str = field(default_factory=socket.gethostname)
+    reused: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrialResult":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} asked for but no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(name)
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed(1_000_003 * (seed + 1) + epoch)
+    return g
+
+
+@dataclass
+class Prepared:
+    """Everything resolved and checked before any compute: a trial that gets this far can run."""
+
+    spec: TrialSpec
+    method_cls: type[Method]
+    options: Any
+    data: MultiModalData
+    split: Split
+    out_dir: Path
+
+
+def prepare(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str | Path = DEFAULT_ROOT,
+            data: MultiModalData | None = None) -> Prepared:
+    method_cls = get_method(spec.method)
+    options = method_cls.Options.from_dict(spec.method_options, spec.method)
+    if data is None:
+        data = load_data(spec.dataset, spec.data_root, spec.dataset_options)
+    info = data_info(data)
+    method_cls.check(info, spec.modality, options)
+    if spec.scenario in ("cross-modal", "multi-modal") and method_cls.teacher_kind is not None \
+            and spec.scenario != method_cls.teacher_kind:
+        raise UserError(f"method {spec.method!r} was given scenario {spec.scenario!r} but needs {method_cls.teacher_kind!r}")
+    split = split_for(data, spec.seed)
+    folder = Path(out_dir) if out_dir is not None else trial_dir(runs_root, spec)
+    claim_folder(folder, spec)
+    return Prepared(spec, method_cls, options, data, split, folder)
+
+
+class Engine:
+    """Trains one method on one data set and split."""
+
+    def __init__(self, prep: Prepared, runs_root: str | Path = DEFAULT_ROOT):
+        self.prep = prep
+        self.spec = spec = prep.spec
+        self.cfg = spec.train
+        self.device = pick_device(self.cfg.device)
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        self.info = data_info(prep.data)
+        self.teacher_record = None
+        teacher = None
+        if prep.method_cls.teacher_kind:
+            teacher, self.teacher_record = load_teacher(
+                spec, prep.method_cls.teacher_kind, self.info, prep.split.fingerprint(),
+                prep.data.fingerprint(), runs_root, self.device,
+            )
+        _seed_all(spec.seed)
+        self.method: Method = prep.method_cls(self.info, spec.modality, prep.options, teacher).to(self.device)
+        self.optimizer = torch.optim.Adam(self.method.param_groups(self.cfg.lr), lr=self.cfg.lr,
+                                          weight_decay=self.cfg.weight_decay)
+        inputs = self.method.inputs()
+        self.x = {m: torch.from_numpy(prep.data.modalities[m]).to(self.device) for m in inputs}
+        self.y = torch.from_numpy(prep.data.labels).to(self.device)
+        self.train_idx = torch.from_numpy(prep.split.train).to(self.device)
+        self.amp = bool(self.cfg.amp and self.device.type == "cuda")
+
+    # ---- one epoch of training ------------------------------------------------------------
+    def batches(self, epoch: int):
+        """Yield this epoch's augmented batches; the order and draws replay exactly on resume."""
+        g = _epoch_generator(self.spec.seed, epoch)
+        n = len(self.train_idx)
+        bs = self.cfg.batch_size
+        paired = self.method.paired_batches()
+        mods = list(self.x)
+        perms = {m: self.train_idx[torch.randperm(n, generator=g).to(self.device)] for m in (["_"] if paired else mods)}
+        for start in range(0, n, bs):
+            if min(bs, n - start) < 2:  # a one-sample batch breaks BatchNorm in train mode
+                continue
+            if paired:
+                idx = perms["_"][start:start + bs]
+                raw = {m: self.x[m][idx] for m in mods}
+                y, y_by = self.y[idx], None
+            else:
+                raw = {m: self.x[m][perms[m][start:start + bs]] for m in mods}
+                y, y_by = None, {m: self.y[perms[m][start:start + bs]] for m in mods}
+            xb = augment(raw, g, self.method.joint_augmentation and paired) if self.cfg.augment else raw
+            strong = {m: strong_augment(raw[m], g) for m in mods} if self.method.wants_strong_view() else None
+            yield Batch(x=xb, y=y, y_by_modality=y_by, strong=strong)
+
+    def train_epoch(self, epoch: int) -> tuple[dict[str, float], int]:
+        self.method.train()
+        self.method.on_epoch_start(epoch, self.cfg.epochs)
+        torch.manual_seed(_epoch_generator(self.spec.seed, epoch).initial_seed() + 17)
+        sums: dict[str, torch.Tensor] = {}
+        steps = images = 0
+        for batch in self.batches(epoch):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                total, parts = self.method.loss(batch, epoch)
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            self.optimizer.step()
+            steps += 1
+            images += next(iter(batch.x.values())).shape[0]
+            for k, v in {"loss": total, **parts}.items():
+                v = v.detach().float()
+                sums[k] = sums[k] + v if k in sums else v
+        losses = {k: float(v) / max(steps, 1) for k, v in sums.items()}
+        bad = [k for k, v in losses.items() if not math.isfinite(v)]
+        if bad:
+            raise FloatingPointError(f"loss {bad[0]} is not finite at epoch {epoch + 1}")
+        return losses, images
+
+    # ---- evaluation ---------------------------------------------------------------------
+    @torch.inference_mode()
+    def predict(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        self.method.eval()
+        out: dict[str, list[np.ndarray]] = {}
+        t_idx = torch.from_numpy(idx).to(self.device)
+        for start in range(0, len(idx), self.cfg.eval_batch_size):
+            b = t_idx[start:start + self.cfg.eval_batch_size]
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                logits = self.method.predict({m: x[b] for m, x in self.x.items()})
+            for k, v in logits.items():
+                out.setdefault(k, []).append(v.argmax(1).cpu().numpy())
+        return {k: np.concatenate(v) for k, v in out.items()}
+
+    # ---- the loop -----------------------------------------------------------------------
+    def run(self, on_epoch: Callable[[EpochReport], None] | None = None) -> TrialResult:
+        prep, folder = self.prep, self.prep.out_dir
+        labels = prep.data.labels
+        outputs = self.method.outputs()
+        state = {"epoch": 0, "best": {}, "history": [], "train_time": 0.0, "images": 0, "wall": 0.0}
+        ckpt_path = folder / CHECKPOINT_FILE
+        if ckpt_path.exists():
+            ckpt = torch.load(ckpt_path, map_location=self.device, weights_only=False)
+            self.method.load_state_dict(ckpt["method"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            state = ckpt["state"]
+        for epoch in range(state["epoch"], self.cfg.epochs):
+            t0 = time.perf_counter()
+            losses, images = self.train_epoch(epoch)
+            train_s = time.perf_counter() - t0
+            val_pred = self.predict(prep.split.val)
+            val_f1 = {k: weighted_f1(labels[prep.split.val], val_pred[k]) for k in outputs}
+            improved = [k for k in outputs if k not in state["best"] or val_f1[k] > state["best"][k]["val_f1"]]
+            if improved:
+                test_pred = self.predict(prep.split.test)
+                weights = {k: v.detach().cpu().clone() for k, v in self.method.state_dict().items()}
+                for k in improved:
+                    state["best"][k] = {
+                        "best_epoch": epoch + 1,
+                        "val_f1": val_f1[k],
+                        "test_f1": weighted_f1(labels[prep.split.test], test_pred[k]),
+                        "confusion": confusion(labels[prep.split.test], test_pred[k], prep.data.n_classes).tolist(),
+                    }
+                    save_torch(weights, folder / f"best_{k}.pt")
+            extra = self.method.epoch_metrics()
+            state["epoch"] = epoch + 1
+            state["train_time"] += train_s
+            state["images"] += images
+            state["wall"] += time.perf_counter() - t0
+            state["history"].append({"epoch": epoch + 1, "seconds": train_s, **{f"train/{k}": v for k, v in losses.items()},
+                                     **{f"val_f1/{k}": v for k, v in val_f1.items()}, **extra})
+            save_torch({"method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(), "state": state},
+                       ckpt_path)
+            if on_epoch is not None:
+                on_epoch(EpochReport(epoch + 1, self.cfg.epochs, losses, val_f1,
+                                     {k: {kk: vv for kk, vv in v.items() if kk != "confusion"} for k, v in state["best"].items()},
+                                     train_s, images / max(train_s, 1e-9), extra))
+        result = TrialResult(
+            trial_id=self.spec.trial_id(), spec=self.spec.to_dict(), method=self.spec.method,
+            variant=variant_of(self.spec), outputs=state["best"], epochs_run=state["epoch"],
+            wall_time_s=state["wall"],
+            train_time_s=state["train_time"], images_per_s=state["images"] / max(state["train_time"], 1e-9),
+            device=f"{self.device.type}:{torch.cuda.get_device_name(self.device) if self.device.type == 'cuda' else platform.processor() or 'cpu'}",
+            split_fingerprint=prep.split.fingerprint(), data_fingerprint=prep.data.fingerprint(),
+            n_classes=prep.data.n_classes, out_dir=str(folder),
+            teacher=(self.teacher_record or {}).get("out_dir"), history=state["history"],
+        )
+        write_json(result.to_dict(), folder / RESULT_FILE)
+        return result
+
+
+def run_trial(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str | Path = DEFAULT_ROOT,
+              on_epoch: Callable[[EpochReport], None] | None = None, data: MultiModalData | None = None) -> TrialResult:
+    """Run (or resume, or find finished) one trial. All bad input fails before training starts."""
+    prep = prepare(spec, out_dir, runs_root, data)
+    folder = prep.out_dir
+    if (folder / RESULT_FILE).exists():
+        result = TrialResult.from_dict(read_json(folder / RESULT_FILE))
+        result.reused = True
+        return result
+    engine = Engine(prep, runs_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json({"trial_id": spec.trial_id(), "spec": spec.to_dict(), "variant": variant_of(spec)}, folder / SPEC_FILE)
+    prep.split.save(folder / "split.npz")
+    return engine.run(on_epoch)

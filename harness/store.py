@@ -1,0 +1,61 @@
+"""The store of trial folders: where a trial writes, how a finished one is found again.
+
+Layout: ``<root>/<dataset>/<method>[-<variant>][-<modality>]/seed<k>-<trial id>/`` holding
+``spec.json``, ``split.npz`` (+ ``split.json``), ``checkpoint.pt`` (last epoch, for resume),
+``best_<output>.pt`` (weights at each output's best validation epoch) and ``result.json``, written
+last: its presence is what "finished" means.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import TrialSpec
+from .errors import UserError
+from .io import read_json
+
+DEFAULT_ROOT = "cmkd-runs"
+RESULT_FILE = "result.json"
+SPEC_FILE = "spec.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def variant_of(spec: TrialSpec) -> str:
+    from cmkd.methods import get_method
+
+    cls = get_method(spec.method)
+    return cls.variant(cls.Options.from_dict(spec.method_options, spec.method))
+
+
+def trial_dir(root: str | Path, spec: TrialSpec) -> Path:
+    parts = [spec.method]
+    v = variant_of(spec)
+    if v:
+        parts.append(v)
+    if spec.modality:
+        parts.append(spec.modality)
+    if spec.scenario not in ("single", "ablation") and spec.method not in ("student", "teacher-mm"):
+        parts.append(spec.scenario)
+    return Path(root) / spec.dataset / "-".join(parts) / f"seed{spec.seed}-{spec.trial_id()}"
+
+
+def is_finished(folder: str | Path) -> bool:
+    return (Path(folder) / RESULT_FILE).exists()
+
+
+def load_result(folder: str | Path) -> dict:
+    return read_json(Path(folder) / RESULT_FILE)
+
+
+def claim_folder(folder: Path, spec: TrialSpec) -> None:
+    """Make ``folder`` this trial's, or refuse if it holds another run."""
+    spec_path = folder / SPEC_FILE
+    if spec_path.exists():
+        other = read_json(spec_path)
+        if other.get("trial_id") != spec.trial_id():
+            raise UserError(
+                f"output folder {folder} holds another run (trial {other.get('trial_id')}, method "
+                f"{other.get('spec', {}).get('method')}); choose a new --out or remove that folder"
+            )
+    elif folder.exists() and any(folder.iterdir()):
+        raise UserError(f"output folder {folder} is not empty and holds no cmkd run; choose a new --out")

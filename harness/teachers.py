@@ -1,0 +1,87 @@
+"""Teachers are finished trials: found by (data set, repetition, teacher kind), never retrained.
+
+The cross-modal teacher is the ``student`` trial on the rich modality; the multi-modal teacher is
+the ``teacher-mm`` trial. Both must have been trained on the student's split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cmkd.methods import DataInfo, get_method
+
+from .config import TrialSpec
+from .errors import UserError
+from .store import is_finished, load_result, trial_dir
+
+TEACHER_METHOD = {"cross-modal": "student", "multi-modal": "teacher-mm"}
+
+
+def teacher_spec(spec: TrialSpec, kind: str, info: DataInfo) -> TrialSpec:
+    """The spec of the trial that serves as ``spec``'s teacher (same data, seed and protocol)."""
+    return TrialSpec(
+        dataset=spec.dataset,
+        method=TEACHER_METHOD[kind],
+        seed=spec.seed,
+        modality=info.rich if kind == "cross-modal" else None,
+        scenario="single",
+        dataset_options=spec.dataset_options,
+        data_root=spec.data_root,
+        train=spec.train,
+    )
+
+
+def train_command(tspec: TrialSpec, runs_root: str | Path) -> str:
+    cmd = f"cmkd train --method {tspec.method} --dataset {tspec.dataset} --seed {tspec.seed}"
+    if tspec.modality:
+        cmd += f" --modality {tspec.modality}"
+    cmd += f" --epochs {tspec.train.epochs} --batch-size {tspec.train.batch_size} --runs {runs_root}"
+    for k, v in sorted(tspec.dataset_options.items()):
+        cmd += f" --data-opt {k}={v}"
+    if tspec.data_root:
+        cmd += f" --root {tspec.data_root}"
+    return cmd
+
+
+def find_teacher(spec: TrialSpec, kind: str, info: DataInfo, runs_root: str | Path) -> Path:
+    tspec = teacher_spec(spec, kind, info)
+    folder = trial_dir(runs_root, tspec)
+    if not is_finished(folder):
+        raise UserError(
+            f"no finished {kind} teacher for {spec.dataset} seed {spec.seed} under {runs_root} "
+            f"(looked for {folder}); train it first: {train_command(tspec, runs_root)}"
+        )
+    return folder
+
+
+def load_teacher(
+    spec: TrialSpec, kind: str, info: DataInfo, split_fingerprint: str, data_fingerprint: str,
+    runs_root: str | Path, device: torch.device,
+) -> tuple[nn.Module, dict]:
+    """The frozen teacher model (eval mode, no gradients) and its result record."""
+    folder = find_teacher(spec, kind, info, runs_root)
+    result = load_result(folder)
+    if result["split_fingerprint"] != split_fingerprint:
+        raise UserError(
+            f"teacher {folder} was trained on another split (fingerprint {result['split_fingerprint']}, "
+            f"student's {split_fingerprint}); retrain the teacher for this data set and seed"
+        )
+    if result["data_fingerprint"] != data_fingerprint or result["n_classes"] != info.n_classes:
+        raise UserError(
+            f"teacher {folder} was trained on other data (classes or labels differ from the student's); "
+            "retrain the teacher on this data set"
+        )
+    tspec = TrialSpec.from_dict(result["spec"])
+    cls = get_method(tspec.method)
+    options = cls.Options.from_dict(tspec.method_options, tspec.method)
+    method = cls(info, tspec.modality, options)
+    key = tspec.modality if kind == "cross-modal" else "all"
+    state = torch.load(folder / f"best_{key}.pt", map_location="cpu", weights_only=True)
+    method.load_state_dict(state)
+    teacher = method.export(key).to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher, result

@@ -1,0 +1,161 @@
+"""What every method declares, and what the engine hands it.
+
+A method is an ``nn.Module`` holding what it trains. It declares which modalities it reads,
+which outputs (prediction keys) are evaluated, whether it needs a teacher, how its batches are
+built, and ``loss(batch, epoch) -> (total, parts)``. The engine owns everything else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from cmkd.harness.errors import UserError, nearest
+
+#: the prediction key of a model that reads every modality (the multi-modal teacher)
+FUSED = "all"
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a method may know of the data before training: no arrays."""
+
+    name: str
+    channels: dict[str, int]
+    image_sizes: dict[str, tuple[int, int]]
+    n_classes: int
+    rich: str
+
+
+@dataclass
+class Batch:
+    """One training step's input. ``x`` holds the (weak) view per modality, already augmented.
+
+    ``y`` are the labels of a paired batch. For unpaired batches (each modality shuffled on its
+    own) ``y_by_modality`` holds each modality's labels. ``strong`` is a second, strongly
+    augmented view for methods that ask for one.
+    """
+
+    x: dict[str, Tensor]
+    y: Tensor | None
+    y_by_modality: dict[str, Tensor] | None = None
+    strong: dict[str, Tensor] | None = None
+
+    def labels(self, modality: str) -> Tensor:
+        if self.y_by_modality is not None:
+            return self.y_by_modality[modality]
+        assert self.y is not None
+        return self.y
+
+
+@dataclass(frozen=True)
+class MethodOptions:
+    """Base for a method's options: unknown keys and bad values fail before any compute."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, method: str) -> "MethodOptions":
+        data = dict(data or {})
+        valid = [f.name for f in fields(cls)]
+        for key in data:
+            if key not in valid:
+                raise UserError(
+                    f"method {method!r} has no option {key!r}{nearest(key, valid)}; "
+                    f"valid: {', '.join(valid) or '(none)'}"
+                )
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class NoOptions(MethodOptions):
+    pass
+
+
+class Method(nn.Module):
+    """Base class of every registered method."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Options: ClassVar[type[MethodOptions]] = NoOptions
+    #: None, "cross-modal" (single-modal teacher on the rich modality) or "multi-modal" (teacher-mm)
+    teacher_kind: ClassVar[str | None] = None
+    #: True when the method trains on one modality given by the trial's ``modality``
+    single_modality: ClassVar[bool] = False
+    #: same flips/rotation for every modality of a sample (needs equal image sizes)
+    joint_augmentation: ClassVar[bool] = True
+
+    def __init__(self, info: DataInfo, modality: str | None, options: MethodOptions, teacher: nn.Module | None = None):
+        super().__init__()
+        self.info = info
+        self.modality = modality
+        self.options = options
+        # the teacher is frozen and not ours: keep it out of parameters() and state_dict()
+        object.__setattr__(self, "teacher", teacher)
+
+    # ---- declarations -------------------------------------------------------------------
+    @classmethod
+    def variant(cls, options: MethodOptions) -> str:
+        """A short name of the options that tables distinguish ("" when none)."""
+        return ""
+
+    @classmethod
+    def check(cls, info: DataInfo, modality: str | None, options: MethodOptions) -> None:
+        """Raise :class:`UserError` for a spec this method cannot run, before any compute."""
+        if cls.single_modality:
+            if modality is None:
+                raise UserError(f"method {cls.name!r} trains on one modality: pass --modality ({', '.join(info.channels)})")
+            if modality not in info.channels:
+                raise UserError(
+                    f"data set {info.name!r} has no modality {modality!r}{nearest(modality, list(info.channels))}; "
+                    f"valid: {', '.join(info.channels)}"
+                )
+        elif modality is not None:
+            raise UserError(f"method {cls.name!r} reads every modality: drop --modality")
+
+    def inputs(self) -> list[str]:
+        """Modalities this method reads in training."""
+        return [self.modality] if self.single_modality else list(self.info.channels)
+
+    def outputs(self) -> list[str]:
+        """Prediction keys the engine evaluates (and selects a best epoch for) separately."""
+        return [self.modality] if self.single_modality else [FUSED]
+
+    def paired_batches(self) -> bool:
+        return True
+
+    def wants_strong_view(self) -> bool:
+        return False
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
+
+    # ---- training and prediction -------------------------------------------------------
+    def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
+        """Hook for schedules (DKD warm-up, CTKD curriculum); ``epoch`` counts from 0."""
+
+    def loss(self, batch: Batch, epoch: int) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def predict(self, x: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Logits per output key."""
+        raise NotImplementedError
+
+    def export(self, key: str) -> nn.Module:
+        """A standalone model for one output key: ``module(x) -> logits`` on that modality's input."""
+        raise NotImplementedError(f"{self.name} has no export for {key!r}")
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Extra numbers to log once per epoch (e.g. CTKD's temperature)."""
+        return {}
+
+
+def teacher_logits(teacher: nn.Module, x: Tensor | dict[str, Tensor]) -> Tensor:
+    """The frozen teacher's logits, without a graph."""
+    with torch.no_grad():
+        return teacher(x).float()
