@@ -45,28 +45,36 @@ def augment(xs: dict[str, Tensor], generator: torch.Generator, joint: bool) -> d
     return {m: _apply(x, _draws(x.shape[0], generator)) for m, x in xs.items()}
 
 
-def strong_augment(x: Tensor, generator: torch.Generator) -> Tensor:
-    """A channel-agnostic strong view (for MLKD): the weak rule, then per-sample random contrast and
-    brightness scaling, additive Gaussian noise, and a random square cutout (zero-filled).
+def strong_augment(xs: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
+    """A channel-agnostic strong view (MLKD's second view), the same geometry for every modality.
 
-    Works on any channel count (depth, SAR, 13-band MS), unlike PIL-based RandAugment.
+    The weak flip/rotation rule (one draw per sample, shared by the modalities so that a teacher's
+    view matches its student's), then per sample: contrast scaled by U(0.6, 1.4) around the mean,
+    brightness shifted by N(0, 0.2) standard deviations, Gaussian noise of 0.1 standard deviations,
+    and a zero-filled square cutout of side U(0, 0.5) x the image side. Unlike PIL-based
+    RandAugment it works on any channel count (depth, SAR, 13-band MS, thermal).
     """
-    n = x.shape[0]
-    dev = x.device
-    out = _apply(x, _draws(n, generator))
-    mean = out.mean(dim=(1, 2, 3), keepdim=True)
-    contrast = (0.6 + 0.8 * torch.rand(n, 1, 1, 1, generator=generator)).to(dev)
-    std = out.std(dim=(1, 2, 3), keepdim=True) + 1e-6
-    bright = (0.2 * torch.randn(n, 1, 1, 1, generator=generator)).to(dev) * std
-    out = (out - mean) * contrast + mean + bright
-    noise = torch.randn(out.shape, generator=generator).to(dev) * 0.1 * std
-    out = out + noise
-    h, w = out.shape[-2:]
-    side = (torch.rand(n, generator=generator) * 0.5 * min(h, w)).long()
-    cy = (torch.rand(n, generator=generator) * h).long()
-    cx = (torch.rand(n, generator=generator) * w).long()
-    yy = torch.arange(h)[None, :, None]
-    xx = torch.arange(w)[None, None, :]
-    half = (side // 2)[:, None, None]
-    hole = ((yy - cy[:, None, None]).abs() <= half) & ((xx - cx[:, None, None]).abs() <= half) & (side[:, None, None] > 0)
-    return out * (~hole[:, None]).to(dev, out.dtype)
+    first = next(iter(xs.values()))
+    n = first.shape[0]
+    u = _draws(n, generator)
+    contrast = 0.6 + 0.8 * torch.rand(n, 1, 1, 1, generator=generator)
+    bright = 0.2 * torch.randn(n, 1, 1, 1, generator=generator)
+    cut = torch.rand(n, 3, generator=generator)
+    out = {}
+    for m, x in xs.items():
+        dev = x.device
+        v = _apply(x, u)
+        mean = v.mean(dim=(1, 2, 3), keepdim=True)
+        std = v.std(dim=(1, 2, 3), keepdim=True) + 1e-6
+        v = (v - mean) * contrast.to(dev) + mean + bright.to(dev) * std
+        v = v + torch.randn(v.shape, generator=generator).to(dev) * 0.1 * std
+        h, w = v.shape[-2:]
+        side = (cut[:, 0] * 0.5 * min(h, w)).long()
+        cy, cx = (cut[:, 1] * h).long(), (cut[:, 2] * w).long()
+        yy = torch.arange(h)[None, :, None]
+        xx = torch.arange(w)[None, None, :]
+        half = (side // 2)[:, None, None]
+        hole = ((yy - cy[:, None, None]).abs() <= half) & ((xx - cx[:, None, None]).abs() <= half) \
+            & (side[:, None, None] > 0)
+        out[m] = v * (~hole[:, None]).to(dev, v.dtype)
+    return out

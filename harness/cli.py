@@ -46,7 +46,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
     rows = []
     for name, cls in sorted(METHODS.items()):
         opts = ", ".join(f"{k}={v}" for k, v in cls.Options().to_dict().items())
-        rows.append([name, cls.teacher_kind or "-", cls.description, opts or "-"])
+        rows.append([name, ", ".join(cls.teacher_kinds) or "-", cls.description, opts or "-"])
     print(tabulate(rows, headers=["method", "teacher", "description", "options (defaults)"], tablefmt="simple",
                    maxcolwidths=[None, None, 60, 50]))
     return 0
@@ -105,7 +105,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cmkd.methods import get_method
 
     cls = get_method(args.method)
-    scenario = args.scenario or (cls.teacher_kind if cls.teacher_kind else "single")
+    scenario = args.scenario or (cls.teacher_kinds[0] if cls.teacher_kinds else "single")
     spec = TrialSpec(
         dataset=args.dataset, method=args.method, seed=args.seed, modality=args.modality, scenario=scenario,
         method_options=_method_options(args), dataset_options=parse_pairs(args.data_opt, "--data-opt"),

@@ -113,9 +113,16 @@ def prepare(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str |
         data = load_data(spec.dataset, spec.data_root, spec.dataset_options)
     info = data_info(data)
     method_cls.check(info, spec.modality, options)
-    if spec.scenario in ("cross-modal", "multi-modal") and method_cls.teacher_kind is not None \
-            and spec.scenario != method_cls.teacher_kind:
-        raise UserError(f"method {spec.method!r} was given scenario {spec.scenario!r} but needs {method_cls.teacher_kind!r}")
+    if not method_cls.teacher_kinds and spec.scenario in ("cross-modal", "multi-modal"):
+        raise UserError(f"method {spec.method!r} has no teacher; drop --scenario {spec.scenario}")
+    if method_cls.teacher_kinds:
+        if spec.scenario not in method_cls.teacher_kinds:
+            raise UserError(f"method {spec.method!r} learns from a teacher: pass --scenario "
+                            f"{' or '.join(method_cls.teacher_kinds)} (got {spec.scenario!r})")
+        if spec.scenario == "cross-modal" and spec.modality == info.rich:
+            others = [m for m in info.channels if m != info.rich]
+            raise UserError(f"a cross-modal student learns from the {info.rich!r} teacher and cannot train on "
+                            f"{info.rich!r} itself; pass --modality {others[0]}")
     split = split_for(data, spec.seed)
     folder = Path(out_dir) if out_dir is not None else trial_dir(runs_root, spec)
     claim_folder(folder, spec)
@@ -135,13 +142,13 @@ class Engine:
         self.info = data_info(prep.data)
         self.teacher_record = None
         teacher = None
-        if prep.method_cls.teacher_kind:
+        kind = spec.scenario if prep.method_cls.teacher_kinds else None
+        if kind:
             teacher, self.teacher_record = load_teacher(
-                spec, prep.method_cls.teacher_kind, self.info, prep.split.fingerprint(),
-                prep.data.fingerprint(), runs_root, self.device,
+                spec, kind, self.info, prep.split.fingerprint(), prep.data.fingerprint(), runs_root, self.device,
             )
         _seed_all(spec.seed)
-        self.method: Method = prep.method_cls(self.info, spec.modality, prep.options, teacher).to(self.device)
+        self.method: Method = prep.method_cls(self.info, spec.modality, prep.options, teacher, kind).to(self.device)
         self.optimizer = torch.optim.Adam(self.method.param_groups(self.cfg.lr), lr=self.cfg.lr,
                                           weight_decay=self.cfg.weight_decay)
         inputs = self.method.inputs()
@@ -170,7 +177,7 @@ class Engine:
                 raw = {m: self.x[m][perms[m][start:start + bs]] for m in mods}
                 y, y_by = None, {m: self.y[perms[m][start:start + bs]] for m in mods}
             xb = augment(raw, g, self.method.joint_augmentation and paired) if self.cfg.augment else raw
-            strong = {m: strong_augment(raw[m], g) for m in mods} if self.method.wants_strong_view() else None
+            strong = strong_augment(raw, g) if self.method.wants_strong_view() else None
             yield Batch(x=xb, y=y, y_by_modality=y_by, strong=strong)
 
     def train_epoch(self, epoch: int) -> tuple[dict[str, float], int]:

@@ -83,18 +83,21 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Options: ClassVar[type[MethodOptions]] = NoOptions
-    #: None, "cross-modal" (single-modal teacher on the rich modality) or "multi-modal" (teacher-mm)
-    teacher_kind: ClassVar[str | None] = None
+    #: the teachers a method can learn from: "cross-modal" (the single-modal trial on the rich
+    #: modality) and/or "multi-modal" (the teacher-mm trial); empty for methods without a teacher
+    teacher_kinds: ClassVar[tuple[str, ...]] = ()
     #: True when the method trains on one modality given by the trial's ``modality``
     single_modality: ClassVar[bool] = False
     #: same flips/rotation for every modality of a sample (needs equal image sizes)
     joint_augmentation: ClassVar[bool] = True
 
-    def __init__(self, info: DataInfo, modality: str | None, options: MethodOptions, teacher: nn.Module | None = None):
+    def __init__(self, info: DataInfo, modality: str | None, options: MethodOptions, teacher: nn.Module | None = None,
+                 teacher_kind: str | None = None):
         super().__init__()
         self.info = info
         self.modality = modality
         self.options = options
+        self.teacher_kind = teacher_kind
         # the teacher is frozen and not ours: keep it out of parameters() and state_dict()
         object.__setattr__(self, "teacher", teacher)
 

@@ -19,8 +19,9 @@ class Student(Method):
     description = "single-modal ResNet-18 with cross-entropy (STUDENT; on the rich modality also the cross-modal TEACHER)"
     single_modality = True
 
-    def __init__(self, info: DataInfo, modality: str | None, options: MethodOptions, teacher: nn.Module | None = None):
-        super().__init__(info, modality, options, teacher)
+    def __init__(self, info: DataInfo, modality: str | None, options: MethodOptions, teacher: nn.Module | None = None,
+                 teacher_kind: str | None = None):
+        super().__init__(info, modality, options, teacher, teacher_kind)
         assert modality is not None
         self.net = Classifier(info.channels[modality], info.n_classes)
 

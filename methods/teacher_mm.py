@@ -17,8 +17,9 @@ from .registry import register_method
 class MultiModalTeacher(Method):
     description = "multi-modal TEACHER: a ResNet-18 per modality, features summed, one linear classifier"
 
-    def __init__(self, info: DataInfo, modality: str | None, options: MethodOptions, teacher: nn.Module | None = None):
-        super().__init__(info, modality, options, teacher)
+    def __init__(self, info: DataInfo, modality: str | None, options: MethodOptions, teacher: nn.Module | None = None,
+                 teacher_kind: str | None = None):
+        super().__init__(info, modality, options, teacher, teacher_kind)
         self.net = FusionClassifier(info.channels, info.n_classes)
 
     @classmethod
