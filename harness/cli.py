@@ -165,30 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="also print the result as one JSON line")
     t.set_defaults(func=cmd_train)
 
-    for extra in _EXTRA_COMMANDS:
-        extra(sub)
+    for module in _command_modules():
+        module.add_parser(sub)
     return p
 
 
-#: later floors add sub-commands here (bench, tables, prepare, predict) without touching the above
-_EXTRA_COMMANDS: list = []
-
-
-def _load_extra_commands() -> None:
+def _command_modules() -> list:
+    """Sub-commands that live in their own modules (``*_cli.py`` with ``add_parser(sub)``)."""
     from importlib import import_module
+    from pkgutil import iter_modules
 
-    for mod in ("bench_cli", "tables_cli", "prepare_cli", "predict_cli"):
-        try:
-            module = import_module(f"cmkd.harness.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"cmkd.harness.{mod}":
-                raise
-            continue
-        _EXTRA_COMMANDS.append(module.add_parser)
+    from cmkd import harness
+
+    return [import_module(f"cmkd.harness.{m.name}") for m in sorted(iter_modules(harness.__path__), key=lambda m: m.name)
+            if m.name.endswith("_cli")]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _load_extra_commands()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

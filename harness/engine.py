@@ -61,6 +61,7 @@ class TrialResult:
     n_classes: int
     out_dir: str
     teacher: str | None = None
+    exports: dict[str, str] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     code_version: str = cmkd.__version__
     host: str = field(default_factory=socket.gethostname)
@@ -217,6 +218,25 @@ class Engine:
                 out.setdefault(k, []).append(v.argmax(1).cpu().numpy())
         return {k: np.concatenate(v) for k, v in out.items()}
 
+    def export_models(self, folder: Path, outputs: list[str]) -> dict[str, str]:
+        """Each output's best weights as a standalone model that needs neither cmkd nor the other modalities."""
+        import copy
+
+        exports = {}
+        example_rows = self.prep.split.test[:2]
+        for key in outputs:
+            method = copy.deepcopy(self.method).cpu()
+            method.load_state_dict(torch.load(folder / f"best_{key}.pt", map_location="cpu", weights_only=True))
+            example = torch.from_numpy(self.prep.data.modalities[key][example_rows])
+            path = folder / f"model_{key}.pt2"
+            export_model(method.export(key), example, path, {
+                "modality": key, "channels": int(example.shape[1]), "image_size": list(example.shape[2:]),
+                "class_names": self.prep.data.class_names, "trial_id": self.spec.trial_id(), "method": self.spec.method,
+                "variant": variant_of(self.spec), "dataset": self.spec.dataset,
+            })
+            exports[key] = str(path)
+        return exports
+
     # ---- the loop -----------------------------------------------------------------------
     def run(self, on_epoch: Callable[[EpochReport], None] | None = None) -> TrialResult:
         prep, folder = self.prep, self.prep.out_dir
@@ -260,6 +280,7 @@ class Engine:
                 on_epoch(EpochReport(epoch + 1, self.cfg.epochs, losses, val_f1,
                                      {k: {kk: vv for kk, vv in v.items() if kk != "confusion"} for k, v in state["best"].items()},
                                      train_s, images / max(train_s, 1e-9), extra))
+        exports = self.export_models(folder, outputs) if self.method.export_models else {}
         result = TrialResult(
             trial_id=self.spec.trial_id(), spec=self.spec.to_dict(), method=self.spec.method,
             variant=variant_of(self.spec), outputs=state["best"], epochs_run=state["epoch"],
@@ -268,10 +289,20 @@ class Engine:
             device=f"{self.device.type}:{torch.cuda.get_device_name(self.device) if self.device.type == 'cuda' else platform.processor() or 'cpu'}",
             split_fingerprint=prep.split.fingerprint(), data_fingerprint=prep.data.fingerprint(),
             n_classes=prep.data.n_classes, out_dir=str(folder),
-            teacher=(self.teacher_record or {}).get("out_dir"), history=state["history"],
+            teacher=(self.teacher_record or {}).get("out_dir"), history=state["history"], exports=exports,
         )
         write_json(result.to_dict(), folder / RESULT_FILE)
         return result
+
+
+def export_model(module: torch.nn.Module, example: torch.Tensor, path: Path, meta: dict[str, Any]) -> None:
+    """Save ``module`` as a standalone ``torch.export`` program (any batch size) plus a JSON sidecar."""
+    module = module.eval()
+    program = torch.export.export(module, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}})
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    torch.export.save(program, tmp)
+    tmp.replace(path)
+    write_json(meta, path.with_suffix(".json"))
 
 
 def run_trial(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str | Path = DEFAULT_ROOT,

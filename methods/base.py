@@ -90,6 +90,8 @@ class Method(nn.Module):
     single_modality: ClassVar[bool] = False
     #: same flips/rotation for every modality of a sample (needs equal image sizes)
     joint_augmentation: ClassVar[bool] = True
+    #: after training, save each output's best model as a standalone ``torch.export`` program
+    export_models: ClassVar[bool] = False
 
     def __init__(self, info: DataInfo, modality: str | None, options: MethodOptions, teacher: nn.Module | None = None,
                  teacher_kind: str | None = None):

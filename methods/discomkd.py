@@ -1,0 +1,165 @@
+"""DisCoM-KD: one joint training, no teacher, one deployable classifier per modality.
+
+Per modality m: a modality-specific ResNet-18 whose 512-d output is cut into z_inf (first 256, as
+the official code) and z_irr (last 256); a modality-invariant ResNet-18 with a projection head
+(Linear 512->256 + BatchNorm1d + ReLU, as the official code) giving z_inv; a task classifier on
+[z_inv || z_inf]. Shared heads: a modality discriminator behind a gradient-reversal layer on z_inv,
+modality classifiers on z_inf and on z_irr, an auxiliary task classifier on z_inv and on z_inf.
+For M > 2 modalities the modality heads are M-way (the paper's open question).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from cmkd.harness.errors import UserError
+
+from .backbones import FEATURE_DIM, resnet18_encoder
+from .base import Batch, DataInfo, Method, MethodOptions
+from .discomkd_losses import (MODALITY_TARGETS, PERP_MODES, adversarial_loss, auxiliary_loss, classification_loss,
+                              modality_loss, orthogonality_loss)
+from .kd_losses import grad_reverse
+from .registry import register_method
+
+D = FEATURE_DIM // 2  # 256: the halves of ResNet-18's 512-d output
+#: the paper's ablations: Table 3 (a loss term removed), Table 4 (the task classifier's input)
+ABLATIONS: dict[str, str] = {
+    "no-adv": "without L_adv", "no-mod": "without L_mod", "no-aux": "without L_aux", "no-orth": "without L_perp",
+    "only-inv": "task classifier on z_inv only", "only-inf": "task classifier on z_inf only",
+}
+TERMS = ("cl", "adv", "mod", "aux", "perp")
+
+
+@dataclass(frozen=True)
+class DisCoMKDOptions(MethodOptions):
+    ablation: str = ""  # "" = the full method, else one of ABLATIONS
+    modality_targets: str = "index"  # index (paper) | official (released code's ones/zeros targets)
+    perp: str = "signed"  # signed (paper and code) | absolute
+    batches: str = "unpaired"  # unpaired (released code: each modality shuffled alone) | paired
+    grl_lambda: float = 1.0
+    w_cl: float = 1.0
+    w_adv: float = 1.0
+    w_mod: float = 1.0
+    w_aux: float = 1.0
+    w_perp: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.ablation and self.ablation not in ABLATIONS:
+            from cmkd.harness.errors import nearest
+
+            raise UserError(f"unknown DisCoM-KD ablation {self.ablation!r}{nearest(self.ablation, list(ABLATIONS))}; "
+                            f"valid: {', '.join(ABLATIONS)}")
+        for name, valid in (("modality_targets", MODALITY_TARGETS), ("perp", PERP_MODES),
+                            ("batches", ("unpaired", "paired"))):
+            if getattr(self, name) not in valid:
+                raise UserError(f"option {name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
+        for name in ("grl_lambda", "w_cl", "w_adv", "w_mod", "w_aux", "w_perp"):
+            if float(getattr(self, name)) < 0:
+                raise UserError(f"option {name} must be >= 0, got {getattr(self, name)}")
+
+    def task_input(self) -> str:
+        return {"only-inv": "inv", "only-inf": "inf"}.get(self.ablation, "both")
+
+    def active_terms(self) -> tuple[str, ...]:
+        removed = {"no-adv": "adv", "no-mod": "mod", "no-aux": "aux", "no-orth": "perp"}.get(self.ablation)
+        return tuple(t for t in TERMS if t != removed)
+
+
+class DisCoMKDClassifier(nn.Module):
+    """One modality's deployable model: its two encoders, projection head and task head."""
+
+    def __init__(self, in_channels: int, n_classes: int, task_input: str = "both"):
+        super().__init__()
+        self.specific = resnet18_encoder(in_channels)
+        self.invariant = resnet18_encoder(in_channels)
+        self.project = nn.Sequential(nn.Linear(FEATURE_DIM, D), nn.BatchNorm1d(D), nn.ReLU())
+        self.task_input = task_input
+        self.head = nn.Linear(2 * D if task_input == "both" else D, n_classes)
+
+    def features(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(z_inv, z_inf, z_irr), each B x 256."""
+        spec = self.specific(x)
+        return self.project(self.invariant(x)), spec[:, :D], spec[:, D:]
+
+    def classify(self, z_inv: Tensor, z_inf: Tensor) -> Tensor:
+        if self.task_input == "inv":
+            return self.head(z_inv)
+        if self.task_input == "inf":
+            return self.head(z_inf)
+        return self.head(torch.cat([z_inv, z_inf], dim=1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        z_inv, z_inf, _ = self.features(x)
+        return self.classify(z_inv, z_inf)
+
+
+@register_method("discomkd")
+class DisCoMKD(Method):
+    description = "DisCoM-KD: joint disentangled training, one deployable classifier per modality (no teacher)"
+    Options = DisCoMKDOptions
+    joint_augmentation: ClassVar[bool] = False  # each modality augmented on its own (official code)
+    export_models: ClassVar[bool] = True
+
+    def __init__(self, info: DataInfo, modality: str | None, options: MethodOptions, teacher: nn.Module | None = None,
+                 teacher_kind: str | None = None):
+        super().__init__(info, modality, options, teacher, teacher_kind)
+        o: DisCoMKDOptions = self.options  # type: ignore[assignment]
+        self.mods = list(info.channels)
+        M, K = len(self.mods), info.n_classes
+        self.branches = nn.ModuleDict({m: DisCoMKDClassifier(c, K, o.task_input()) for m, c in info.channels.items()})
+        self.discriminator = nn.Linear(D, M)  # Cl_adv, behind the GRL
+        self.mod_inf = nn.Linear(D, M)  # Cl_m-inf
+        self.mod_irr = nn.Linear(D, M)  # Cl_m-irr
+        self.aux = nn.Linear(D, K)  # Cl_aux
+
+    @classmethod
+    def variant(cls, options: MethodOptions) -> str:
+        return options.ablation  # type: ignore[attr-defined]
+
+    @classmethod
+    def check(cls, info: DataInfo, modality: str | None, options: MethodOptions) -> None:
+        if modality is not None:
+            raise UserError("discomkd trains one classifier per modality in one run: drop --modality")
+        if len(info.channels) < 2:
+            raise UserError(f"discomkd needs at least two modalities; {info.name!r} has {list(info.channels)}")
+
+    def outputs(self) -> list[str]:
+        return list(self.mods)
+
+    def paired_batches(self) -> bool:
+        return self.options.batches == "paired"  # type: ignore[attr-defined]
+
+    def loss(self, batch: Batch, epoch: int) -> tuple[Tensor, dict[str, Tensor]]:
+        o: DisCoMKDOptions = self.options  # type: ignore[assignment]
+        z_inv, z_inf, z_irr, task = {}, {}, {}, {}
+        for m in self.mods:
+            br = self.branches[m]
+            z_inv[m], z_inf[m], z_irr[m] = br.features(batch.x[m])
+            task[m] = br.classify(z_inv[m], z_inf[m])
+        labels = {m: batch.labels(m) for m in self.mods}
+        active = o.active_terms()
+        terms: dict[str, Tensor] = {}
+        if "cl" in active:
+            terms["cl"] = o.w_cl * classification_loss(task, labels)
+        if "adv" in active:
+            disc = {m: self.discriminator(grad_reverse(z_inv[m], o.grl_lambda)) for m in self.mods}
+            terms["adv"] = o.w_adv * adversarial_loss(disc, o.modality_targets)
+        if "mod" in active:
+            terms["mod"] = o.w_mod * modality_loss({m: self.mod_inf(z_inf[m]) for m in self.mods},
+                                                   {m: self.mod_irr(z_irr[m]) for m in self.mods}, o.modality_targets)
+        if "aux" in active:
+            terms["aux"] = o.w_aux * auxiliary_loss({m: self.aux(z_inv[m]) for m in self.mods},
+                                                    {m: self.aux(z_inf[m]) for m in self.mods}, labels)
+        if "perp" in active:
+            terms["perp"] = o.w_perp * orthogonality_loss(z_inv, z_inf, z_irr, o.perp)
+        return sum(terms.values()), terms  # type: ignore[return-value]
+
+    def predict(self, x: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {m: self.branches[m](x[m]) for m in self.mods}
+
+    def export(self, key: str) -> nn.Module:
+        return self.branches[key]
