@@ -60,7 +60,10 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     rows = []
     for name, cls in sorted(DATASETS.items()):
         try:
-            adapter = cls(root=args.root) if args.root else cls()
+            from .data import default_root
+
+            root = args.root or default_root(name)
+            adapter = cls(root=root) if root else cls()
             found = "yes" if adapter.found() else "no"
             chans = adapter.modality_channels()
             n_classes = len(adapter.class_names)
@@ -137,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("methods", help="list registered methods").set_defaults(func=cmd_methods)
     d = sub.add_parser("datasets", help="list registered data sets and whether their data are found")
-    d.add_argument("--root", help="a data root to look in")
+    d.add_argument("--root", help="a data root to look in (default: $CMKD_DATA/<name>, i.e. ./data/<name>)")
     d.set_defaults(func=cmd_datasets)
 
     t = sub.add_parser("train", help="run one trial without Ray and print its test F1")
@@ -190,8 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cmkd: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("cmkd: interrupted; finished epochs are checkpointed, run the same command again to resume",
-              file=sys.stderr)
+        print("cmkd: interrupted; what was finished is kept (trials checkpoint every epoch, caches are written "
+              "whole or not at all): run the same command again to resume", file=sys.stderr)
         return 130
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 from cmkd.datasets import MultiModalData, Split, get_dataset, make_split
@@ -13,6 +15,8 @@ _CACHE: dict[str, MultiModalData] = {}
 
 def load_data(name: str, root: str | None, options: dict[str, Any]) -> MultiModalData:
     """The data set's arrays, loaded once per process (several trials of a Ray worker share them)."""
+    if root is None:
+        root = default_root(name)
     key = json.dumps([name, root, options], sort_keys=True, default=str)
     if key not in _CACHE:
         adapter = get_dataset(name, root=root, **options)
@@ -21,6 +25,12 @@ def load_data(name: str, root: str | None, options: dict[str, Any]) -> MultiModa
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = adapter.load()
     return _CACHE[key]
+
+
+def default_root(name: str) -> str | None:
+    """``$CMKD_DATA/<name>`` (default ``./data/<name>``) when it exists: where real data sets live."""
+    path = Path(os.environ.get("CMKD_DATA", "data")) / name
+    return str(path) if path.is_dir() else None
 
 
 def data_info(data: MultiModalData) -> DataInfo:

@@ -125,6 +125,10 @@ def prepare(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str |
             raise UserError(f"a cross-modal student learns from the {info.rich!r} teacher and cannot train on "
                             f"{info.rich!r} itself; pass --modality {others[0]}")
     split = split_for(data, spec.seed)
+    empty = [name for name, part in (("train", split.train), ("validation", split.val), ("test", split.test)) if len(part) == 0]
+    if empty:
+        raise UserError(f"data set {spec.dataset!r} ({data.n} samples) gives an empty {empty[0]} part for repetition "
+                        f"{spec.seed}: the 70/10/20 split needs at least 10 samples per class")
     folder = Path(out_dir) if out_dir is not None else trial_dir(runs_root, spec)
     claim_folder(folder, spec)
     return Prepared(spec, method_cls, options, data, split, folder)

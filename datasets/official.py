@@ -1,0 +1,110 @@
+"""The arrays the official DisCoM-KD code reads, loaded as they are (already normalised).
+
+``<dir>/<PREFIX>_data_normalized.npy`` (N x C x H x W) per modality, ``<dir>/labels.npy`` and,
+optionally, split index files: ``train_idx_<r>.npy`` / ``valid_idx_<r>.npy`` / ``test_idx_<r>.npy``
+per repetition, or unnumbered ``train_idx.npy`` ... (used for every repetition, as the released code
+does: the seed then only changes the initialisation). Without index files the official split rule
+applies. So results can be compared with the official code on the very same arrays.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from cmkd.harness.errors import UserError
+
+from .base import MultiModalData
+from .registry import DatasetAdapter, register_dataset
+from .splits import Split
+
+
+def official_files(root: Path, prefix: str) -> Path:
+    return root / f"{prefix}_data_normalized.npy"
+
+
+def has_official(root: str | Path | None, prefixes: list[str]) -> bool:
+    return root is not None and all(official_files(Path(root), p).is_file() for p in prefixes) \
+        and (Path(root) / "labels.npy").is_file()
+
+
+def read_official(root: str | Path, prefix_to_modality: dict[str, str], name: str, rich: str,
+                  class_names: list[str] | None = None) -> MultiModalData:
+    root = Path(root)
+    labels_path = root / "labels.npy"
+    if not labels_path.is_file():
+        raise UserError(f"{root}: labels.npy is missing (official-code arrays need it)")
+    labels = np.load(labels_path).astype(np.int64).reshape(-1)
+    mods = {}
+    for prefix, m in prefix_to_modality.items():
+        path = official_files(root, prefix)
+        if not path.is_file():
+            raise UserError(f"{root}: {path.name} is missing; expected {', '.join(official_files(root, p).name for p in prefix_to_modality)}")
+        arr = np.load(path, mmap_mode="r")
+        if arr.ndim != 4 or arr.shape[0] != len(labels):
+            raise UserError(f"{path}: expected N x C x H x W with N = {len(labels)} (labels.npy), got {arr.shape}")
+        mods[m] = np.asarray(arr, dtype=np.float32)
+    n_classes = int(labels.max()) + 1 if len(labels) else 0
+    names = class_names if class_names and len(class_names) >= n_classes else [f"class_{c}" for c in range(n_classes)]
+    return MultiModalData(name=name, modalities=mods, labels=labels, class_names=names, rich=rich,
+                          splits=read_official_splits(root, len(labels)), meta={"source": f"official arrays {root}"})
+
+
+def read_official_splits(root: Path, n: int) -> dict[int, Split] | None:
+    def load(path: Path) -> np.ndarray:
+        idx = np.load(path).astype(np.int64).reshape(-1)
+        if len(idx) and (idx.min() < 0 or idx.max() >= n):
+            raise UserError(f"{path}: row indices outside 0..{n - 1}")
+        return idx
+
+    splits: dict[int, Split] = {}
+    reps = sorted({int(m.group(1)) for p in root.glob("*_idx_*.npy")
+                   if (m := re.fullmatch(r"(?:train|valid|test)_idx_(\d+)\.npy", p.name))})
+    for r in reps:
+        parts = [root / f"{kind}_idx_{r}.npy" for kind in ("train", "valid", "test")]
+        missing = [p.name for p in parts if not p.is_file()]
+        if missing:
+            raise UserError(f"{root}: split files for repetition {r} are incomplete, missing {', '.join(missing)}")
+        splits[r] = Split(*(load(p) for p in parts), repetition=r)
+    plain = [root / f"{kind}_idx.npy" for kind in ("train", "valid", "test")]
+    if all(p.is_file() for p in plain):
+        single = [load(p) for p in plain]
+        for r in range(10):
+            splits.setdefault(r, Split(*single, repetition=r))
+    for r, s in splits.items():
+        if set(s.test.tolist()) & (set(s.train.tolist()) | set(s.val.tolist())):
+            raise UserError(f"{root}: repetition {r}: test rows also appear in train or validation")
+    return splits or None
+
+
+@register_dataset("official-arrays")
+class OfficialArrays(DatasetAdapter):
+    description = "any data set as the official DisCoM-KD code stores it: <PREFIX>_data_normalized.npy + labels.npy"
+    default_options = {"prefixes": "RGB,DEPTH"}
+    rich = ""
+
+    def _prefixes(self) -> list[str]:
+        return [p.strip() for p in str(self.options["prefixes"]).split(",") if p.strip()]
+
+    def modality_channels(self) -> dict[str, int]:
+        if not self.found():
+            return {p.lower(): 0 for p in self._prefixes()}
+        return {p.lower(): int(np.load(official_files(Path(self.root), p), mmap_mode="r").shape[1]) for p in self._prefixes()}
+
+    def found(self) -> bool:
+        return has_official(self.root, self._prefixes())
+
+    def check(self) -> None:
+        if self.root is None:
+            raise UserError("official-arrays needs --root DIR holding <PREFIX>_data_normalized.npy and labels.npy")
+        if not Path(self.root).is_dir():
+            raise UserError(f"data root {self.root} does not exist")
+        if len(self._prefixes()) < 2:
+            raise UserError("official-arrays needs --data-opt prefixes=A,B (at least two modality prefixes; the first is the rich one)")
+
+    def load(self) -> MultiModalData:
+        self.check()
+        prefixes = self._prefixes()
+        return read_official(self.root, {p: p.lower() for p in prefixes}, "official-arrays", prefixes[0].lower())
