@@ -18,6 +18,8 @@ DEFAULT_ROOT = "cmkd-runs"
 RESULT_FILE = "result.json"
 SPEC_FILE = "spec.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+#: files a caller may put in a trial folder before the engine claims it (the sweep's MLflow run id)
+SIDE_FILES = {"mlflow_run_id.txt"}
 
 
 def variant_of(spec: TrialSpec) -> str:
@@ -57,5 +59,5 @@ def claim_folder(folder: Path, spec: TrialSpec) -> None:
                 f"output folder {folder} holds another run (trial {other.get('trial_id')}, method "
                 f"{other.get('spec', {}).get('method')}); choose a new --out or remove that folder"
             )
-    elif folder.exists() and any(folder.iterdir()):
+    elif folder.exists() and any(p.name not in SIDE_FILES for p in folder.iterdir()):
         raise UserError(f"output folder {folder} is not empty and holds no cmkd run; choose a new --out")

@@ -1,0 +1,60 @@
+"""``cmkd bench``: the whole benchmark, swept by Ray Tune, tracked in MLflow, resumable."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from .errors import UserError
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench_config import load_config
+    from .sweep import bench_folder, dry_run, run_bench
+
+    overrides = list(args.set or [])
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.seeds:
+        overrides.append(f"seeds=[{args.seeds}]")
+    if args.cpu_fallback:
+        overrides.append("cpu_fallback=true")
+    cfg = load_config(args.profile, args.config, overrides)
+    if args.dry_run:
+        dry_run(cfg)
+        return 0
+    summary = run_bench(cfg, out=args.out, address=args.address or os.environ.get("RAY_ADDRESS") or None,
+                        tracking_uri=args.tracking_uri)
+    tables_note = ""
+    try:
+        from .tables import write_all_tables
+
+        written = write_all_tables(summary.out_dir)
+        tables_note = f"\ntables: {written}"
+    except ImportError:
+        pass
+    print(f"\nbenchmark finished in {summary.wall_s / 60:.1f} min: {summary.finished}/{summary.planned} trials "
+          f"finished, {summary.failed} failed, {summary.skipped} skipped\n"
+          f"results: {summary.out_dir / 'results.parquet'} (one JSON per trial in {summary.out_dir / 'results'})\n"
+          f"MLflow: experiment {summary.experiment!r} at {summary.tracking_uri}"
+          + (f"\n    mlflow ui --backend-store-uri {summary.tracking_uri}" if summary.tracking_uri.startswith("sqlite") else "")
+          + tables_note)
+    if summary.failed or summary.skipped:
+        print("some trials failed or were skipped: run the same command again to retry them")
+        return 1
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="run the benchmark (default profile: quick, the built-in data) with Ray Tune")
+    p.add_argument("--profile", default="quick", help="quick (default, synthetic data), paper, smoke")
+    p.add_argument("--config", help="a TOML file overriding the profile")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (TOML value), e.g. train.epochs=3")
+    p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")
+    p.add_argument("--seeds", help="shortcut for --set seeds=[...], e.g. 0,1")
+    p.add_argument("--out", help="benchmark folder (default: cmkd-bench-out/<profile name>)")
+    p.add_argument("--address", help="join an existing Ray cluster (or set RAY_ADDRESS), e.g. auto or HEAD:6379")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<out>/mlflow.db)")
+    p.add_argument("--cpu-fallback", action="store_true", help="run on CPU when the config asks for GPUs and none is visible")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and a compute estimate; train nothing")
+    p.set_defaults(func=cmd_bench)

@@ -1,0 +1,188 @@
+"""The benchmark configuration: typed, validated, loadable from TOML; built-in profiles.
+
+``cmkd bench --profile quick --set train.epochs=4 --set seeds=[0,1]``: a profile, then a TOML file
+(``--config``), then ``--set`` overrides, each key checked (with the nearest valid name on a typo).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .config import TrainConfig
+from .errors import UserError, nearest
+
+PROFILES = ("quick", "paper", "smoke")
+SCENARIOS = ("cross-modal", "multi-modal", "ablation")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    root: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0  # fractions such as 0.25 pack several trials on one GPU
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    name: str = "quick"
+    datasets: tuple[DatasetEntry, ...] = (DatasetEntry("synthetic"),)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    scenarios: tuple[str, ...] = SCENARIOS
+    methods: tuple[str, ...] = ("kdv1", "kdv2", "dkd", "ctkd", "mlkd")
+    lskd: tuple[bool, ...] = (False, True)
+    discomkd: bool = True
+    ablations: tuple[str, ...] = ("no-adv", "no-mod", "no-aux", "no-orth", "only-inv", "only-inf")
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method, e.g. {ctkd = {temp_lr = 0.01}}
+    train: TrainConfig = field(default_factory=TrainConfig)
+    resources: Resources = field(default_factory=Resources)
+    max_failures: int = 1  # retries of a failing trial before it is recorded as failed
+    max_concurrent: int = 0  # 0: as many as the resources allow
+    log_checkpoints: bool = False  # copy each trial's best weights into MLflow's artifacts
+    epoch_seconds: float = 0.0  # stated time of one student epoch, for --dry-run's estimate (0: measure)
+    cpu_fallback: bool = False  # run GPU-sized trials on CPU when no GPU is visible
+    inject_failure: str = ""  # testing aid: trials whose name contains this string raise before training
+
+    # ---- validation ----------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        from cmkd.datasets import DATASETS
+        from cmkd.methods import METHODS
+        from cmkd.methods.discomkd import ABLATIONS
+
+        if not self.name or any(c in self.name for c in "/\\ "):
+            raise UserError(f"benchmark name must be a non-empty word without slashes or spaces, got {self.name!r}")
+        if not self.datasets:
+            raise UserError("the benchmark has no data set; add one to datasets")
+        for d in self.datasets:
+            if d.name not in DATASETS:
+                raise UserError(f"unknown data set {d.name!r}{nearest(d.name, list(DATASETS))}; valid: {', '.join(sorted(DATASETS))}")
+        if not self.seeds or any(int(s) < 0 for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"seeds must be distinct non-negative integers, got {list(self.seeds)}")
+        for s in self.scenarios:
+            if s not in SCENARIOS:
+                raise UserError(f"unknown scenario {s!r}{nearest(s, SCENARIOS)}; valid: {', '.join(SCENARIOS)}")
+        for m in self.methods:
+            if m not in METHODS or not METHODS[m].teacher_kinds:
+                kd = sorted(k for k, c in METHODS.items() if c.teacher_kinds)
+                raise UserError(f"unknown KD method {m!r}{nearest(m, kd)}; valid: {', '.join(kd)} "
+                                "(student, teacher-mm and discomkd are always part of the plan)")
+        for m in self.method_options:
+            if m not in METHODS:
+                raise UserError(f"method_options names unknown method {m!r}{nearest(m, list(METHODS))}")
+            METHODS[m].Options.from_dict({k: v for k, v in self.method_options[m].items()}, m)
+        for a in self.ablations:
+            if a not in ABLATIONS:
+                raise UserError(f"unknown ablation {a!r}{nearest(a, list(ABLATIONS))}; valid: {', '.join(ABLATIONS)}")
+        if not self.lskd:
+            raise UserError("lskd must list at least one of false, true")
+        if self.resources.cpus_per_trial <= 0:
+            raise UserError(f"resources.cpus_per_trial must be > 0, got {self.resources.cpus_per_trial}")
+        if not 0 <= self.resources.gpus_per_trial <= 8:
+            raise UserError(f"resources.gpus_per_trial must lie in [0, 8], got {self.resources.gpus_per_trial}")
+        if self.max_failures < 0 or self.max_concurrent < 0:
+            raise UserError("max_failures and max_concurrent must be >= 0")
+
+    # ---- identity -------------------------------------------------------------------------------
+    def config_hash(self) -> str:
+        """What makes two benchmarks the same: everything that changes a number (not resources)."""
+        d = dataclasses.asdict(self)
+        for k in ("resources", "max_failures", "max_concurrent", "log_checkpoints", "epoch_seconds", "cpu_fallback",
+                  "inject_failure"):
+            d.pop(k)
+        for k in ("device", "threads", "eval_batch_size"):
+            d["train"].pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "BenchConfig":
+        data = dict(data)
+        valid = [f.name for f in fields(cls)]
+        for k in data:
+            if k not in valid:
+                raise UserError(f"unknown config key {k!r}{nearest(k, valid)}; valid: {', '.join(valid)}")
+        if "datasets" in data:
+            entries = []
+            for d in data["datasets"]:
+                if isinstance(d, str):
+                    d = {"name": d}
+                bad = set(d) - {"name", "root", "options"}
+                if bad:
+                    raise UserError(f"unknown key {sorted(bad)[0]!r} in a datasets entry; valid: name, root, options")
+                entries.append(DatasetEntry(d["name"], d.get("root"), dict(d.get("options", {}))))
+            data["datasets"] = tuple(entries)
+        for k in ("seeds", "scenarios", "methods", "lskd", "ablations"):
+            if k in data:
+                v = data[k]
+                data[k] = tuple(v) if isinstance(v, (list, tuple)) else (v,)
+        if "train" in data and isinstance(data["train"], dict):
+            data["train"] = TrainConfig.from_dict(data["train"])
+        if "resources" in data and isinstance(data["resources"], dict):
+            rv = [f.name for f in fields(Resources)]
+            for k in data["resources"]:
+                if k not in rv:
+                    raise UserError(f"unknown resources key {k!r}{nearest(k, rv)}; valid: {', '.join(rv)}")
+            data["resources"] = Resources(**data["resources"])
+        return cls(**data)
+
+
+def profile_dict(profile: str) -> dict[str, Any]:
+    if profile not in PROFILES:
+        raise UserError(f"unknown profile {profile!r}{nearest(profile, PROFILES)}; valid: {', '.join(PROFILES)}")
+    text = resources.files("cmkd.harness").joinpath(f"profiles/{profile}.toml").read_text()
+    return tomllib.loads(text)
+
+
+def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        d = d.setdefault(k, {})
+        if not isinstance(d, dict):
+            raise UserError(f"--set {dotted}: {k} is not a table")
+    d[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise UserError(f"--set takes KEY=VALUE (TOML value), got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word: a string
+    return key.strip(), value
+
+
+def load_config(profile: str = "quick", path: str | None = None, overrides: list[str] | None = None) -> BenchConfig:
+    data = profile_dict(profile)
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"config file {path} does not exist")
+        try:
+            extra = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"{path}: not valid TOML ({exc})") from None
+        for k, v in extra.items():
+            if isinstance(v, dict) and isinstance(data.get(k), dict):
+                data[k] = {**data[k], **v}
+            else:
+                data[k] = v
+    for item in overrides or []:
+        key, value = parse_override(item)
+        _set(data, key, value)
+    return BenchConfig.from_dict(data)

@@ -1,0 +1,331 @@
+"""The sweep: a benchmark's plan run as Ray Tune trials, stage by stage, tracked in MLflow.
+
+Teachers (stage 1) run before their students (stage 2): two Tuners in sequence. Every trial is
+resumable on its own: the engine checkpoints each epoch into the trial folder (on storage every
+node sees), a finished trial leaves a record in the results store, and a rerun of the same
+benchmark skips finished trials, resumes unfinished ones, and never duplicates a result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cmkd
+
+from .bench_config import BenchConfig
+from .config import TrialSpec
+from .errors import UserError
+from .io import read_json, write_json
+from .plan import PlannedTrial, build_plan
+from .results import ResultsStore
+from .store import variant_of
+
+BENCH_FILE = "bench.json"
+
+
+# ---- the trial, as a Ray Tune function trainable -------------------------------------------------
+def bench_trainable(config: dict[str, Any]) -> None:
+    from ray import tune
+
+    t = config["trial"]
+    store = ResultsStore(t["results_dir"])
+    if store.status(t["trial_id"]) == "finished":
+        tune.report({"finished": 1})
+        return
+    import torch
+
+    from .engine import run_trial
+    from .store import trial_dir
+    from .tracking import TrialTracker
+
+    torch.set_num_threads(max(1, int(t["cpus"])))
+    spec = TrialSpec.from_dict(t["spec"])
+    folder = trial_dir(t["runs_root"], spec)
+    record = base_record(t, spec)
+    prior = store.get(t["trial_id"]) or {}
+    record["attempts"] = int(prior.get("attempts", 0)) + 1
+    tracker = TrialTracker(t["tracking_uri"], t["experiment_id"], folder / "mlflow_run_id.txt", t["name"],
+                           tags={"bench": t["bench"], "stage": str(t["stage"]), "dataset": spec.dataset,
+                                 "scenario": spec.scenario, "method": spec.method, "variant": record["variant"],
+                                 "modality": str(spec.modality or "all"), "seed": str(spec.seed),
+                                 "trial_id": t["trial_id"], "teacher_id": str(t["teacher_id"] or ""),
+                                 "config_hash": t["config_hash"], "code_version": cmkd.__version__},
+                           params={"spec": spec.to_dict()})
+    record["mlflow_run_id"] = tracker.run_id
+    try:
+        if t.get("inject_failure") and t["inject_failure"] in t["name"]:
+            raise RuntimeError(f"injected failure for {t['name']} (inject_failure={t['inject_failure']!r})")
+
+        def on_epoch(report) -> None:
+            tracker.log_epoch(report)
+            tune.report({"epoch": report.epoch, "loss": report.losses.get("loss", float("nan")),
+                         **{f"val_f1_{k}": v for k, v in report.val_f1.items()}})
+
+        result = run_trial(spec, out_dir=folder, runs_root=t["runs_root"], on_epoch=on_epoch)
+        tracker.finish(result, folder, t["log_checkpoints"])
+    except BaseException as exc:
+        tracker.fail(exc)
+        store.put({**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]})
+        raise
+    store.put({**record, "status": "finished", "outputs": {k: {kk: vv for kk, vv in v.items() if kk != "confusion"}
+                                                             for k, v in result.outputs.items()},
+               "epochs_run": result.epochs_run, "wall_time_s": result.wall_time_s,
+               "images_per_s": result.images_per_s, "device": result.device, "out_dir": result.out_dir})
+    if result.reused:
+        tune.report({"finished": 1})
+
+
+def base_record(t: dict[str, Any], spec: TrialSpec) -> dict[str, Any]:
+    return {"trial_id": t["trial_id"], "name": t["name"], "stage": t["stage"], "dataset": spec.dataset,
+            "scenario": spec.scenario, "method": spec.method, "variant": variant_of(spec), "modality": spec.modality,
+            "seed": spec.seed, "teacher_id": t["teacher_id"], "config_hash": t["config_hash"],
+            "code_version": cmkd.__version__, "spec": spec.to_dict()}
+
+
+# ---- progress -------------------------------------------------------------------------------------
+@dataclass
+class Progress:
+    """Counts of the sweep and a one-line view printed as trials end."""
+
+    total: int
+    store: ResultsStore
+    print: Callable[[str], None] = print
+    running: set = field(default_factory=set)
+    started: float = field(default_factory=time.time)
+
+    def counts(self) -> dict[str, int]:
+        recs = {r["trial_id"]: r["status"] for r in self.store.records()}
+        done = sum(1 for s in recs.values() if s == "finished")
+        failed = sum(1 for s in recs.values() if s in ("failed", "skipped"))
+        return {"done": done, "running": len(self.running), "failed": failed,
+                "pending": max(0, self.total - done - failed - len(self.running))}
+
+    def line(self, event: str) -> None:
+        c = self.counts()
+        el = time.time() - self.started
+        self.print(f"[{el:6.0f} s | {c['done']}/{self.total} done, {c['running']} running, {c['pending']} pending, "
+                   f"{c['failed']} failed] {event}")
+
+    def best(self) -> str:
+        df = self.store.rows()
+        df = df[(df.status == "finished") & df.scenario.isin(["cross-modal", "multi-modal"])]
+        if df.empty:
+            return "best so far: (no distilled student finished yet)"
+        g = df.groupby(["dataset", "scenario", "modality", "method", "variant"]).test_f1.mean().reset_index()
+        parts = []
+        for (d, s, m), sub in g.groupby(["dataset", "scenario", "modality"]):
+            top = sub.sort_values("test_f1", ascending=False).iloc[0]
+            parts.append(f"{d}/{s}/{m}: {top.method}{'+LS' if top.variant == 'lskd' else ''} {100 * top.test_f1:.1f}")
+        return "best distilled so far: " + "; ".join(parts)
+
+
+def _callback(progress: Progress):
+    from ray.tune import Callback
+
+    class ProgressCallback(Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            progress.running.add(trial.trial_id)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            progress.running.discard(trial.trial_id)
+            t = trial.config["trial"]
+            rec = progress.store.get(t["trial_id"]) or {}
+            f1 = ", ".join(f"{k} {100 * v['test_f1']:.1f}" for k, v in (rec.get("outputs") or {}).items())
+            progress.line(f"finished {t['name']}: test F1 {f1} ({rec.get('wall_time_s', 0):.0f} s)")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            progress.running.discard(trial.trial_id)
+            t = trial.config["trial"]
+            rec = progress.store.get(t["trial_id"]) or {}
+            progress.line(f"FAILED {t['name']} after {rec.get('attempts', '?')} attempt(s): {rec.get('error', '')[:200]}")
+
+    return ProgressCallback()
+
+
+# ---- the driver -------------------------------------------------------------------------------------
+@dataclass
+class BenchSummary:
+    out_dir: Path
+    experiment: str
+    tracking_uri: str
+    finished: int
+    failed: int
+    skipped: int
+    planned: int
+    wall_s: float
+
+
+def bench_folder(cfg: BenchConfig, out: str | Path | None) -> Path:
+    return Path(out or Path("cmkd-bench-out") / cfg.name).resolve()
+
+
+def claim_bench(folder: Path, cfg: BenchConfig) -> None:
+    """A folder holds one benchmark config: a changed config is a new benchmark, not a silent mix."""
+    path = folder / BENCH_FILE
+    if path.exists():
+        other = read_json(path)
+        if other["config_hash"] != cfg.config_hash():
+            raise UserError(f"{folder} holds benchmark {other['name']!r} with another config (hash {other['config_hash']}, "
+                            f"this one {cfg.config_hash()}); pass --out NEW_FOLDER for a new benchmark")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json({"name": cfg.name, "config_hash": cfg.config_hash(), "config": cfg.to_dict(),
+                "code_version": cmkd.__version__}, path)
+
+
+def resolve_device(cfg: BenchConfig, cluster_gpus: float) -> BenchConfig:
+    import dataclasses
+
+    if cfg.resources.gpus_per_trial > 0 and cluster_gpus <= 0:
+        if not cfg.cpu_fallback:
+            raise UserError(f"the config asks for {cfg.resources.gpus_per_trial} GPU per trial but no GPU is visible; "
+                            "pass --cpu-fallback to run on CPU, or --set resources.gpus_per_trial=0")
+        return dataclasses.replace(cfg, resources=dataclasses.replace(cfg.resources, gpus_per_trial=0.0),
+                                   train=dataclasses.replace(cfg.train, device="cpu"))
+    return cfg
+
+
+def init_ray(address: str | None, env: dict[str, str]):
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    try:
+        if address:
+            ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=256 * 2**20,
+                     runtime_env={"env_vars": env}, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UserError(f"cannot start or reach Ray{' at ' + address if address else ''} ({exc}); "
+                        "check the address (ray start --head prints it) or drop --address to run locally") from None
+    return ray
+
+
+def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | None = None,
+              tracking_uri: str | None = None, say: Callable[[str], None] = print) -> BenchSummary:
+    from .tracking import check_uri, default_uri, setup_experiment
+
+    t_start = time.time()
+    folder = bench_folder(cfg, out)
+    uri = tracking_uri or default_uri(folder)
+    check_uri(uri) if tracking_uri else None
+    plan = build_plan(cfg)  # validates data, methods and teachers before anything starts
+    if cfg.resources.gpus_per_trial > 0 and not address:
+        import torch
+
+        cfg = resolve_device(cfg, float(torch.cuda.device_count()))
+    claim_bench(folder, cfg)
+    experiment = f"cmkd-{cfg.name}-{cfg.config_hash()}"
+    exp_id = setup_experiment(uri, experiment, folder / "mlartifacts", {"config_hash": cfg.config_hash(),
+                                                                        "profile": cfg.name})
+    env = {"MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    ray = init_ray(address, env)
+    if address and cfg.resources.gpus_per_trial > 0:
+        cfg = resolve_device(cfg, float(ray.cluster_resources().get("GPU", 0)))
+    store = ResultsStore(folder / "results")
+    runs_root = folder / "runs"
+    progress = Progress(len(plan), store, say)
+    done = {p.trial_id for p in plan if store.status(p.trial_id) == "finished"}
+    say(f"benchmark {cfg.name} ({cfg.config_hash()}): {len(plan)} trials planned, {len(done)} already finished; "
+        f"output {folder}")
+    for stage in (1, 2):
+        todo = []
+        for p in (p for p in plan if p.stage == stage and p.trial_id not in done):
+            if p.teacher_id and store.status(p.teacher_id) != "finished":
+                store.put({**base_record(payload(p, cfg, folder, runs_root, uri, exp_id), p.spec), "status": "skipped",
+                           "error": f"teacher {p.teacher_id} did not finish"})
+                progress.line(f"skipped {p.name}: its teacher did not finish")
+                continue
+            todo.append(p)
+        if todo:
+            say(f"stage {stage}: {len(todo)} trials")
+            run_stage(stage, todo, cfg, folder, runs_root, uri, exp_id, progress)
+        done = {p.trial_id for p in plan if store.status(p.trial_id) == "finished"}
+    store.write_parquet(folder / "results.parquet")
+    statuses = [store.status(p.trial_id) for p in plan]
+    summary = BenchSummary(folder, experiment, uri, statuses.count("finished"), statuses.count("failed"),
+                           statuses.count("skipped"), len(plan), time.time() - t_start)
+    say(progress.best())
+    return summary
+
+
+def payload(p: PlannedTrial, cfg: BenchConfig, folder: Path, runs_root: Path, uri: str, exp_id: str) -> dict[str, Any]:
+    spec = p.spec
+    if spec.train != cfg.train:  # resolve_device may have moved the benchmark to CPU
+        spec = spec.replace(train=cfg.train)
+    return {"trial_id": p.trial_id, "name": p.name, "stage": p.stage, "teacher_id": p.teacher_id,
+            "spec": spec.to_dict(), "runs_root": str(runs_root), "results_dir": str(folder / "results"),
+            "tracking_uri": uri, "experiment_id": exp_id, "config_hash": cfg.config_hash(), "bench": cfg.name,
+            "cpus": cfg.resources.cpus_per_trial, "log_checkpoints": cfg.log_checkpoints,
+            "inject_failure": cfg.inject_failure}
+
+
+def run_stage(stage: int, todo: list[PlannedTrial], cfg: BenchConfig, folder: Path, runs_root: Path, uri: str,
+              exp_id: str, progress: Progress) -> None:
+    from ray import tune
+
+    trainable = tune.with_resources(bench_trainable, {"cpu": cfg.resources.cpus_per_trial,
+                                                      "gpu": cfg.resources.gpus_per_trial})
+    space = {"trial": tune.grid_search([payload(p, cfg, folder, runs_root, uri, exp_id) for p in todo])}
+    tuner = tune.Tuner(
+        trainable, param_space=space,
+        tune_config=tune.TuneConfig(max_concurrent_trials=cfg.max_concurrent or None, reuse_actors=True,
+                                    trial_name_creator=lambda t: f"{t.config['trial']['name']}-{t.trial_id}",
+                                    trial_dirname_creator=lambda t: f"{t.config['trial']['trial_id']}-{t.trial_id}"),
+        run_config=tune.RunConfig(name=f"stage{stage}-{time.strftime('%Y%m%d-%H%M%S')}",
+                                  storage_path=str(folder / "ray"), verbose=0, callbacks=[_callback(progress)],
+                                  failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+                                  log_to_file=True),
+    )
+    tuner.fit()
+
+
+def dry_run(cfg: BenchConfig, say: Callable[[str], None] = print) -> list[PlannedTrial]:
+    from .plan import describe
+
+    plan = build_plan(cfg)
+    seconds = {}
+    for entry in cfg.datasets:
+        seconds[entry.name] = cfg.epoch_seconds or measure_epoch_seconds(entry, cfg)
+    say(f"benchmark {cfg.name} ({cfg.config_hash()}), seeds {list(cfg.seeds)}, {cfg.train.epochs} epochs, "
+        f"batch {cfg.train.batch_size}")
+    say(describe(plan, seconds, cfg.resources.gpus_per_trial))
+    return plan
+
+
+def measure_epoch_seconds(entry, cfg: BenchConfig) -> float:
+    """Time a few training steps of a student on this machine, scaled to one epoch."""
+    import torch
+
+    from .data import data_info, load_data, split_for
+    from cmkd.methods import Batch, get_method
+
+    data = load_data(entry.name, entry.root, entry.options)
+    info = data_info(data)
+    cls = get_method("student")
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    method = cls(info, info.rich, cls.Options()).to(dev).train()
+    opt = torch.optim.Adam(method.parameters(), lr=1e-4)
+    bs = min(cfg.train.batch_size, len(split_for(data, 0).train))
+    x = torch.from_numpy(data.modalities[info.rich][:bs]).to(dev)
+    y = torch.from_numpy(data.labels[:bs]).to(dev)
+    times = []
+    for i in range(4):
+        t0 = time.perf_counter()
+        loss, _ = method.loss(Batch(x={info.rich: x}, y=y), 0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - t0)
+    steps = max(1, -(-len(split_for(data, 0).train) // cfg.train.batch_size))
+    return sum(times) / len(times) * steps * 1.15  # + evaluation

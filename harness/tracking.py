@@ -1,0 +1,150 @@
+"""MLflow tracking: one experiment per benchmark, one run per trial (reused when a trial resumes).
+
+The driver creates the store and the experiment before any trial starts (concurrent first use of
+a fresh SQLite store loses runs); trials then write through ``MlflowClient`` with explicit run ids,
+always ending their run as FINISHED or FAILED.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+
+def default_uri(out_dir: Path) -> str:
+    return f"sqlite:///{out_dir.resolve() / 'mlflow.db'}"
+
+
+def check_uri(uri: str) -> None:
+    """Fail before any trial when the tracking store cannot be reached."""
+    if uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as r:
+                if r.status != 200:
+                    raise UserError(f"MLflow tracking server {uri} answered {r.status} on /health")
+        except (urllib.error.URLError, OSError) as exc:
+            raise UserError(f"cannot reach the MLflow tracking server {uri} ({exc}); start it "
+                            "(mlflow server --host 127.0.0.1 --port 5000) or drop --tracking-uri") from None
+    elif uri.startswith("sqlite:///"):
+        parent = Path(uri[len("sqlite:///"):]).parent
+        if not parent.is_dir():
+            raise UserError(f"tracking URI {uri}: folder {parent} does not exist")
+    elif uri.startswith("file:"):
+        raise UserError("MLflow's file store is retired; use sqlite:////abs/path/mlflow.db or an http:// server")
+
+
+def setup_experiment(uri: str, name: str, artifact_root: Path, tags: dict[str, str]) -> str:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    artifact_root.mkdir(parents=True, exist_ok=True)
+    return client.create_experiment(name, artifact_location=artifact_root.resolve().as_uri(), tags=tags)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = str(v)[:500]
+    return out
+
+
+class TrialTracker:
+    """One trial's MLflow run; the run id is kept in the trial folder so a resumed trial reuses it."""
+
+    def __init__(self, uri: str, experiment_id: str, run_file: Path, name: str, tags: dict[str, str],
+                 params: dict[str, Any]):
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.tracking import MlflowClient
+
+        self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
+        self.client = MlflowClient(uri)
+        run_id = run_file.read_text().strip() if run_file.exists() else ""
+        if run_id:
+            try:
+                self.client.get_run(run_id)
+                self.client.update_run(run_id, status="RUNNING")
+            except Exception:
+                run_id = ""
+        if not run_id:
+            run = self.client.create_run(experiment_id, run_name=name, tags=tags)
+            run_id = run.info.run_id
+            run_file.parent.mkdir(parents=True, exist_ok=True)
+            run_file.write_text(run_id)
+            flat = _flatten(params)
+            items = [self._Param(k, v) for k, v in flat.items()]
+            for i in range(0, len(items), 100):
+                self.client.log_batch(run_id, params=items[i:i + 100])
+        self.run_id = run_id
+
+    def log_epoch(self, report) -> None:
+        import time
+
+        ts = int(time.time() * 1000)
+        values = {f"train_{k}": v for k, v in report.losses.items()}
+        values.update({f"val_f1_{k}": v for k, v in report.val_f1.items()})
+        values.update({k: v for k, v in report.extra.items()})
+        values["epoch_seconds"] = report.seconds
+        values["images_per_s"] = report.images_per_s
+        metrics = [self._Metric(k, float(v), ts, report.epoch) for k, v in values.items()]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def finish(self, result, folder: Path, log_checkpoints: bool) -> None:
+        import time
+
+        ts = int(time.time() * 1000)
+        metrics = []
+        for key, out in result.outputs.items():
+            for name in ("test_f1", "val_f1", "best_epoch"):
+                metrics.append(self._Metric(f"{name}_{key}", float(out[name]), ts, 0))
+        metrics.append(self._Metric("wall_time_s", float(result.wall_time_s), ts, 0))
+        self.client.log_batch(self.run_id, metrics=metrics,
+                              tags=[self._RunTag("out_dir", result.out_dir), self._RunTag("device", result.device)])
+        art = folder / "mlflow-artifacts"
+        art.mkdir(exist_ok=True)
+        for key, out in result.outputs.items():
+            if "confusion" in out:
+                (art / f"confusion_{key}.json").write_text(json.dumps(out["confusion"]))
+        self.client.log_artifacts(self.run_id, str(art))
+        self.client.log_artifact(self.run_id, str(folder / "result.json"))
+        for path in result.exports.values():
+            self.client.log_artifact(self.run_id, path, artifact_path="models")
+        if log_checkpoints:
+            for key in result.outputs:
+                self.client.log_artifact(self.run_id, str(folder / f"best_{key}.pt"), artifact_path="checkpoints")
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+    def fail(self, exc: BaseException) -> None:
+        try:
+            self.client.set_tag(self.run_id, "error", f"{type(exc).__name__}: {exc}"[:4000])
+            self.client.set_terminated(self.run_id, "FAILED")
+        except Exception:
+            pass
+
+
+def finished_runs(uri: str, experiment: str):
+    """Runs of an experiment as a DataFrame (latest FINISHED per trial)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        raise UserError(f"MLflow experiment {experiment!r} does not exist at {uri}")
+    df = mlflow.search_runs(experiment_ids=[exp.experiment_id], filter_string="attributes.status = 'FINISHED'",
+                            order_by=["attributes.start_time DESC"])
+    return df.drop_duplicates("tags.trial_id") if len(df) else df
