@@ -62,6 +62,7 @@ class TrialResult:
     out_dir: str
     teacher: str | None = None
     exports: dict[str, str] = field(default_factory=dict)
+    resumed_from: list[int] = field(default_factory=list)  # epochs at which an interrupted run picked up again
     history: list[dict[str, Any]] = field(default_factory=list)
     code_version: str = cmkd.__version__
     host: str = field(default_factory=socket.gethostname)
@@ -253,6 +254,7 @@ class Engine:
             self.method.load_state_dict(ckpt["method"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             state = ckpt["state"]
+            state.setdefault("resumed_from", []).append(state["epoch"])
         for epoch in range(state["epoch"], self.cfg.epochs):
             t0 = time.perf_counter()
             losses, images = self.train_epoch(epoch)
@@ -294,6 +296,7 @@ class Engine:
             split_fingerprint=prep.split.fingerprint(), data_fingerprint=prep.data.fingerprint(),
             n_classes=prep.data.n_classes, out_dir=str(folder),
             teacher=(self.teacher_record or {}).get("out_dir"), history=state["history"], exports=exports,
+            resumed_from=state.get("resumed_from", []),
         )
         write_json(result.to_dict(), folder / RESULT_FILE)
         return result

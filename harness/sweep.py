@@ -27,6 +27,9 @@ from .results import ResultsStore
 from .store import variant_of
 
 BENCH_FILE = "bench.json"
+#: environment of Ray workers: few malloc arenas, so that reused workers do not accumulate freed memory
+WORKER_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1",
+              "MALLOC_ARENA_MAX": "2"}
 
 
 # ---- the trial, as a Ray Tune function trainable -------------------------------------------------
@@ -73,12 +76,27 @@ def bench_trainable(config: dict[str, Any]) -> None:
         tracker.fail(exc)
         store.put({**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]})
         raise
+    _release_memory()
     store.put({**record, "status": "finished", "outputs": {k: {kk: vv for kk, vv in v.items() if kk != "confusion"}
                                                              for k, v in result.outputs.items()},
                "epochs_run": result.epochs_run, "wall_time_s": result.wall_time_s,
-               "images_per_s": result.images_per_s, "device": result.device, "out_dir": result.out_dir})
+               "images_per_s": result.images_per_s, "device": result.device, "out_dir": result.out_dir,
+               "resumed_from": result.resumed_from})
     if result.reused:
         tune.report({"finished": 1})
+
+
+def _release_memory() -> None:
+    """Hand freed heap back to the OS between trials of a reused worker (each Tune trial runs in a
+    new thread, and glibc's per-thread arenas otherwise keep every trial's freed memory)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def base_record(t: dict[str, Any], spec: TrialSpec) -> dict[str, Any]:
@@ -128,11 +146,15 @@ class Progress:
 def _callback(progress: Progress):
     from ray.tune import Callback
 
+    def sync(trials) -> None:
+        progress.running = {t.trial_id for t in trials if t.status == "RUNNING"}
+
     class ProgressCallback(Callback):
         def on_trial_start(self, iteration, trials, trial, **info):
-            progress.running.add(trial.trial_id)
+            sync(trials)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
+            sync(trials)
             progress.running.discard(trial.trial_id)
             t = trial.config["trial"]
             rec = progress.store.get(t["trial_id"]) or {}
@@ -140,6 +162,7 @@ def _callback(progress: Progress):
             progress.line(f"finished {t['name']}: test F1 {f1} ({rec.get('wall_time_s', 0):.0f} s)")
 
         def on_trial_error(self, iteration, trials, trial, **info):
+            sync(trials)
             progress.running.discard(trial.trial_id)
             t = trial.config["trial"]
             rec = progress.store.get(t["trial_id"]) or {}
@@ -196,6 +219,15 @@ def init_ray(address: str | None, env: dict[str, str]):
 
     if ray.is_initialized():
         return ray
+    if address and address != "auto" and ":" in address and "://" not in address:
+        import socket
+
+        host, port = address.rsplit(":", 1)
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot reach the Ray cluster at {address} ({exc}); start it with `ray start --head` "
+                            "and pass the address it prints, or drop --address to run locally") from None
     try:
         if address:
             ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
@@ -208,8 +240,12 @@ def init_ray(address: str | None, env: dict[str, str]):
     return ray
 
 
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
 def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | None = None,
-              tracking_uri: str | None = None, say: Callable[[str], None] = print) -> BenchSummary:
+              tracking_uri: str | None = None, say: Callable[[str], None] = _say) -> BenchSummary:
     from .tracking import check_uri, default_uri, setup_experiment
 
     t_start = time.time()
@@ -225,7 +261,7 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | No
     experiment = f"cmkd-{cfg.name}-{cfg.config_hash()}"
     exp_id = setup_experiment(uri, experiment, folder / "mlartifacts", {"config_hash": cfg.config_hash(),
                                                                         "profile": cfg.name})
-    env = {"MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+    env = WORKER_ENV
     ray = init_ray(address, env)
     if address and cfg.resources.gpus_per_trial > 0:
         cfg = resolve_device(cfg, float(ray.cluster_resources().get("GPU", 0)))

@@ -1,0 +1,48 @@
+"""``cmkd tables``: the paper's Tables 1-4 from a benchmark folder, an MLflow experiment, or the paper."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .errors import UserError
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    from .tables import cells_from_paper, cells_from_results, load_rows, rows_from_mlflow, write_report
+
+    sources = sum(bool(x) for x in (args.from_dir, args.experiment, args.paper))
+    if sources != 1:
+        raise UserError("give exactly one source: --from BENCH_FOLDER, --experiment NAME (with --tracking-uri), or --paper")
+    rows = None
+    if args.paper:
+        cells = cells_from_paper()
+        out = Path(args.out or "results/paper-rendered")
+    elif args.experiment:
+        if not args.tracking_uri:
+            raise UserError("--experiment needs --tracking-uri (e.g. sqlite:////abs/path/mlflow.db or http://host:5000)")
+        rows = rows_from_mlflow(args.tracking_uri, args.experiment)
+        cells = cells_from_results(rows)
+        out = Path(args.out or f"results/{args.experiment}-tables")
+    else:
+        rows = load_rows(args.from_dir)
+        cells = cells_from_results(rows)
+        out = Path(args.out or Path(args.from_dir) / "tables")
+    tables = tuple(int(t) for t in args.tables.split(",")) if args.tables else (1, 2, 3, 4)
+    write_report(cells, out, rows, std=args.std, compare=args.compare_paper, tables=tables)
+    print(f"written: {out}/ (tables.md, tables.tex, table<N>.csv, table<N>.png, cells.csv"
+          + (", results.parquet, cost.csv)" if rows is not None else ")"))
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("tables", help="the paper's Tables 1-4 from results (or the paper's own numbers)")
+    p.add_argument("--from", dest="from_dir", help="a benchmark folder (what cmkd bench --out wrote)")
+    p.add_argument("--experiment", help="an MLflow experiment name (cmkd-<profile>-<hash>)")
+    p.add_argument("--tracking-uri", help="the MLflow tracking URI of --experiment")
+    p.add_argument("--paper", action="store_true", help="render the paper's own numbers through the same code")
+    p.add_argument("--compare-paper", action="store_true", help="cells as ours / paper (delta)")
+    p.add_argument("--std", action="store_true", help="add the standard deviation and seed count to every cell")
+    p.add_argument("--tables", help="which tables, e.g. 1,2 (default all)")
+    p.add_argument("--out", help="output folder")
+    p.set_defaults(func=cmd_tables)

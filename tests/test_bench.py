@@ -1,0 +1,230 @@
+"""cmkd bench with real Ray (one shared local instance) and a real MLflow SQLite store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cmkd.harness.bench_config import load_config
+from cmkd.harness.cli import main
+from cmkd.harness.errors import UserError
+from cmkd.harness.plan import build_plan
+from cmkd.harness.results import ResultsStore
+from cmkd.harness.sweep import WORKER_ENV, resolve_device, run_bench
+
+pytestmark = pytest.mark.ray
+
+SMALL = ["methods=['kdv1', 'mlkd']", "ablations=['no-adv']"]
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=150 * 2**20, log_to_driver=False,
+             runtime_env={"env_vars": WORKER_ENV})
+    yield ray
+    ray.shutdown()
+
+
+def _runs(uri: str, experiment: str):
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return mlflow.search_runs(experiment_names=[experiment])
+
+
+def test_smoke_benchmark_one_run_and_one_result_per_trial_students_after_teachers(ray_session, tmp_path):
+    cfg = load_config("smoke", overrides=SMALL)
+    plan = build_plan(cfg)
+    summary = run_bench(cfg, out=tmp_path / "b", say=lambda s: None)
+    assert summary.finished == summary.planned == len(plan) and summary.failed == 0
+    store = ResultsStore(tmp_path / "b" / "results")
+    records = store.records()
+    assert sorted(r["trial_id"] for r in records) == sorted(p.trial_id for p in plan)
+    runs = _runs(summary.tracking_uri, summary.experiment)
+    assert len(runs) == len(plan) and set(runs["status"]) == {"FINISHED"}
+    assert sorted(runs["tags.trial_id"]) == sorted(p.trial_id for p in plan)
+    assert {"metrics.val_f1_depth", "metrics.test_f1_depth", "metrics.train_loss"} <= set(runs.columns)
+    # every distilled student started after its teacher had finished
+    by_trial = runs.set_index("tags.trial_id")
+    for p in plan:
+        if p.teacher_id:
+            assert by_trial.loc[p.trial_id, "start_time"] >= by_trial.loc[p.teacher_id, "end_time"], p.name
+    # artifacts: confusion matrices and DisCoM-KD's exported models
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(summary.tracking_uri)
+    disco = runs[(runs["tags.method"] == "discomkd") & (runs["tags.variant"] == "")].iloc[0]
+    names = {a.path for a in client.list_artifacts(disco.run_id)} | {a.path for a in client.list_artifacts(disco.run_id, "models")}
+    assert {"confusion_rgb.json", "result.json", "models/model_rgb.pt2"} <= names
+    # the tables were written at the end
+    assert (tmp_path / "b" / "results.parquet").exists()
+
+
+def test_a_raising_trial_is_retried_then_failed_and_its_students_skipped(ray_session, tmp_path):
+    cfg = load_config("smoke", overrides=["methods=['kdv1']", "lskd=[false]", "scenarios=['cross-modal', 'multi-modal']",
+                                          "discomkd=false", "inject_failure='teacher-mm'", "max_failures=1"])
+    summary = run_bench(cfg, out=tmp_path / "b", say=lambda s: None)
+    store = ResultsStore(tmp_path / "b" / "results")
+    recs = {r["name"]: r for r in store.records()}
+    failed = recs["synthetic-teacher-mm-s0"]
+    assert failed["status"] == "failed" and failed["attempts"] == 2 and "injected failure" in failed["error"]
+    skipped = [r for r in recs.values() if r["status"] == "skipped"]
+    assert {r["scenario"] for r in skipped} == {"multi-modal"} and all("teacher" in r["error"] for r in skipped)
+    finished = [r for r in recs.values() if r["status"] == "finished"]
+    assert {r["method"] for r in finished} == {"student", "kdv1"} and summary.finished == len(finished)
+    runs = _runs(summary.tracking_uri, summary.experiment)
+    assert set(runs[runs["tags.method"] == "teacher-mm"]["status"]) == {"FAILED"}
+
+
+def _bench_cmd(out: Path, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "cmkd", "bench", "--profile", "smoke", "--out", str(out), "--address", "auto", *extra]
+
+
+def test_killed_driver_resumes_every_trial_exactly_once(ray_session, tmp_path):
+    out = tmp_path / "b"
+    extra = ["--set", "methods=['kdv1']", "--set", "lskd=[false]", "--set", "ablations=['no-adv']",
+             "--set", "train.epochs=4", "--set", "scenarios=['cross-modal', 'ablation']"]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.Popen(_bench_cmd(out, extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 240
+    snapshot: dict[str, int] = {}
+    while time.time() < deadline and proc.poll() is None:
+        store_dir = out / "results"
+        finished = list(store_dir.glob("*.json")) if store_dir.exists() else []
+        ckpts = {}
+        import torch
+
+        for ck in (out / "runs").glob("*/*/*/checkpoint.pt") if (out / "runs").exists() else []:
+            try:
+                ckpts[ck.parent.name.split("-")[-1]] = torch.load(ck, weights_only=False)["state"]["epoch"]
+            except Exception:
+                continue
+        if finished and any(0 < e < 4 for tid, e in ckpts.items() if not (store_dir / f"{tid}.json").exists()):
+            snapshot = ckpts
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the benchmark ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(1.0)
+    store = ResultsStore(out / "results")
+    before = {r["trial_id"]: r["written_at"] for r in store.records() if r["status"] == "finished"}
+    interrupted = {tid: e for tid, e in snapshot.items() if tid not in before and 0 < e < 4}
+    assert interrupted, "no trial was caught mid-training"
+
+    again = subprocess.run(_bench_cmd(out, extra), capture_output=True, text=True, env=env, timeout=400)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    cfg = load_config("smoke", overrides=[e for e in extra if e != "--set"])
+    plan = build_plan(cfg)
+    records = {r["trial_id"]: r for r in store.records()}
+    assert sorted(records) == sorted(p.trial_id for p in plan)
+    assert all(r["status"] == "finished" for r in records.values())
+    for tid, stamp in before.items():  # finished before the kill: not run again
+        assert records[tid]["written_at"] == stamp
+    for tid, epoch in interrupted.items():  # caught mid-way: resumed from a checkpoint, not from zero
+        assert records[tid]["resumed_from"] and records[tid]["resumed_from"][0] >= epoch, records[tid]
+    runs = _runs(f"sqlite:///{out / 'mlflow.db'}", f"cmkd-smoke-{cfg.config_hash()}")
+    assert len(runs) == len(plan) and runs["tags.trial_id"].is_unique and set(runs["status"]) == {"FINISHED"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_runs_reach_a_real_mlflow_server(ray_session, tmp_path):
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        import urllib.request
+
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(uri + "/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        cfg = load_config("smoke", overrides=["methods=['kdv1']", "lskd=[false]", "scenarios=['cross-modal']",
+                                              "discomkd=false"])
+        summary = run_bench(cfg, out=tmp_path / "b", tracking_uri=uri, say=lambda s: None)
+        assert summary.finished == 3
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name(summary.experiment)
+        runs = client.search_runs([exp.experiment_id])
+        assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
+        assert {r.data.tags["method"] for r in runs} == {"student", "kdv1"}
+        assert not (tmp_path / "b" / "mlflow.db").exists()
+        # the tables rebuild from the server's experiment
+        assert main(["tables", "--experiment", summary.experiment, "--tracking-uri", uri, "--out",
+                     str(tmp_path / "t"), "--tables", "1"]) == 0
+        assert "KDv1" in (tmp_path / "t" / "tables.md").read_text()
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_bench_bad_input(capsys, tmp_path):
+    def err(args):
+        code = main(["bench", *args])
+        text = capsys.readouterr().err
+        assert code == 2 and len(text.strip().splitlines()) == 1, text
+        return text
+
+    assert "did you mean 'quick'" in err(["--profile", "quik", "--dry-run"])
+    assert "unknown config key 'seed'" in err(["--profile", "smoke", "--set", "seed=[0]", "--dry-run"])
+    assert "did you mean 'dkd'" in err(["--profile", "smoke", "--set", "methods=['dkdd']", "--dry-run"])
+    assert "unknown data set 'sunrgb'" in err(["--profile", "smoke", "--set", "datasets=[{name='sunrgb'}]", "--dry-run"])
+    missing = err(["--profile", "smoke", "--set", f"datasets=[{{name='eurosat-ms-sar', root='{tmp_path / 'none'}'}}]", "--dry-run"])
+    assert "cmkd prepare eurosat-ms-sar" in missing
+    assert "cannot reach the Ray cluster" in err(["--profile", "smoke", "--address", "127.0.0.1:9", "--out", str(tmp_path / "x")])
+    assert "cannot reach the MLflow tracking server" in err(["--profile", "smoke", "--tracking-uri", "http://127.0.0.1:9",
+                                                            "--out", str(tmp_path / "y")])
+    assert "unknown resources key 'gpu'" in err(["--profile", "smoke", "--set", "resources.gpu=1", "--dry-run"])
+
+
+def test_gpu_fraction_without_gpus_is_refused_unless_asked():
+    cfg = load_config("smoke", overrides=["resources.gpus_per_trial=0.25"])
+    with pytest.raises(UserError, match="no GPU is visible; pass --cpu-fallback"):
+        resolve_device(cfg, 0)
+    cpu = resolve_device(load_config("smoke", overrides=["resources.gpus_per_trial=0.25", "cpu_fallback=true"]), 0)
+    assert cpu.resources.gpus_per_trial == 0 and cpu.train.device == "cpu"
+    assert resolve_device(cfg, 1).resources.gpus_per_trial == 0.25
+
+
+def test_changed_config_is_a_new_benchmark(tmp_path):
+    from cmkd.harness.sweep import claim_bench
+
+    claim_bench(tmp_path, load_config("smoke"))
+    claim_bench(tmp_path, load_config("smoke", overrides=["max_failures=3"]))  # not a numbers change
+    with pytest.raises(UserError, match="another config"):
+        claim_bench(tmp_path, load_config("smoke", overrides=["train.epochs=2"]))
+
+
+def test_dry_run_prints_the_plan(capsys):
+    assert main(["bench", "--profile", "smoke", "--dry-run", "--set", "epoch_seconds=2.0"]) == 0
+    out = capsys.readouterr().out
+    assert "stage 1" in out and "stage 2 (distilled students): 30 trials" in out and "total: 40 trials, 40 trial-epochs" in out
+    assert "CPU-hours" in out
+    assert main(["bench", "--profile", "paper", "--dry-run", "--set", "epoch_seconds=10",
+                 "--set", "datasets=['synthetic']"]) == 0
+    out = capsys.readouterr().out
+    assert "total: 200 trials, 60000 trial-epochs" in out and "GPU-hours" in out

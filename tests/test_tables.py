@@ -1,0 +1,165 @@
+"""Tables: the paper's numbers round-trip; a hand-made results set renders exactly in every format."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import ttest_rel
+
+from cmkd.harness.cli import main
+from cmkd.harness.errors import UserError
+from cmkd.harness.tables import (DOWN, UP, build_table, cells_from_paper, cells_from_results, latex, load_rows, render,
+                                 write_report)
+from cmkd.results import paper_tables_path
+
+
+def test_paper_tables_1_and_2_round_trip_with_arrows():
+    paper = pd.read_csv(paper_tables_path(), keep_default_na=False)
+    cells = cells_from_paper()
+    for number in (1, 2):
+        t = build_table(cells, number)
+        sub = paper[paper.table == number]
+        for r in sub.itertuples():
+            row = r.method if r.method in ("teacher", "student", "discomkd") else f"{r.method}-{'lskd' if r.variant == 'lskd' else 'orig'}"
+            cols = [c for c in t.columns if c[0] == r.dataset and (r.modality == "all" or c[1] == r.modality)]
+            assert cols, (number, r)
+            for col in cols:
+                cell = t.cells[(row, col)]
+                assert f"{cell.mean:.2f}" == f"{r.f1:.2f}"
+                if row not in ("teacher", "student"):
+                    student = sub[(sub.method == "student") & (sub.dataset == r.dataset) & (sub.modality == col[1])].f1.iloc[0]
+                    assert cell.arrow == (UP if r.f1 > student else DOWN)
+    t1 = render(build_table(cells, 1))
+    lines = {line.split()[0] + " " + line.split()[1] if line.split()[0] in ("KDv1", "MLKD") else line.split()[0]: line
+             for line in t1.splitlines()[4:] if line.strip()}
+    assert "40.10 ↓" in lines["KDv1 ORIG"] and "78.38 ↑" in lines["KDv1 ORIG"] and "92.71 ↑" in lines["KDv1 ORIG"]
+    assert "44.43 ↑" in lines["MLKD ORIG"] and "47.63 ↓" in lines["MLKD ORIG"] and "93.06 ↑ *" in lines["MLKD ORIG"]
+    assert "47.69 ↑ *" in lines["DisCoM-KD"] and "80.03 ↑ *" in lines["DisCoM-KD"]
+    assert "SUNRGBD RGB->DEPTH" in t1 and "TRISTAR THERMAL->DEPTH" in t1
+
+
+def _rows() -> pd.DataFrame:
+    """Two seeds on a two-modality data set; dkd lskd missing; known means and stds."""
+    rows = []
+
+    def add(method, modality, f1s, scenario="single", variant="", tid=None):
+        for seed, f1 in enumerate(f1s):
+            rows.append({"dataset": "synthetic", "scenario": scenario, "method": method, "variant": variant,
+                         "modality": modality, "seed": seed, "test_f1": f1, "val_f1": f1, "best_epoch": 1,
+                         "epochs_run": 1, "wall_time_s": 10.0, "images_per_s": 100.0, "device": "cpu",
+                         "config_hash": "abc", "code_version": "0", "trial_id": f"{tid or method + modality + variant + scenario}-{seed}",
+                         "stage": 1, "status": "finished", "teacher_id": None, "mlflow_run_id": None, "error": None})
+
+    add("student", "rgb", [0.80, 0.90])
+    add("student", "depth", [0.50, 0.60])
+    add("teacher-mm", "all", [0.95, 0.97])
+    add("kdv1", "depth", [0.60, 0.66], "cross-modal", "orig")
+    add("kdv1", "depth", [0.40, 0.50], "cross-modal", "lskd")
+    add("dkd", "depth", [0.52, 0.62], "cross-modal", "orig")
+    add("kdv2", "rgb", [0.81, 0.95], "multi-modal", "orig")
+    add("discomkd", "rgb", [0.85, 0.91])
+    add("discomkd", "depth", [0.70, 0.72])
+    add("discomkd", "rgb", [0.70, 0.80], "ablation", "no-adv")
+    add("discomkd", "depth", [0.60, 0.64], "ablation", "no-adv")
+    return pd.DataFrame(rows)
+
+
+def test_hand_made_results_render_exactly():
+    cells = cells_from_results(_rows())
+    t1 = build_table(cells, 1)
+    assert t1.columns == [("synthetic", "depth")]
+    col = ("synthetic", "depth")
+    c = t1.cells[("teacher", col)]
+    assert (c.mean, c.n) == (85.0, 2) and c.std == pytest.approx(5.0)
+    assert t1.cells[("student", col)].mean == 55.0
+    assert t1.cells[("kdv1-orig", col)].mean == 63.0 and t1.cells[("kdv1-orig", col)].arrow == UP
+    assert t1.cells[("kdv1-lskd", col)].arrow == DOWN
+    assert t1.cells[("dkd-lskd", col)].mean is None  # missing, not zero
+    assert t1.cells[("discomkd", col)].best and not t1.cells[("kdv1-orig", col)].best
+    text = render(t1, "terminal", std=True)
+    assert "85.00 ± 5.00 (n=2)" in text and "71.00 ± 1.00 (n=2) ↑ ns *" in text
+    assert any(line.split()[:2] == ["w/", "LSKD"] and "-" in line.split() for line in text.splitlines()
+               if "DKD" not in line) or " - " in text
+    md = render(t1, "markdown")
+    assert "**71.00 ↑ ns**" in md and "| TEACHER" in md
+    tex = latex(t1)
+    lines = tex.splitlines()
+    assert lines[0] == r"\begin{tabular}{llr}" and lines[1] == r"\toprule" and lines[-2] == r"\bottomrule"
+    body_rows = [line for line in lines if line.endswith(r"\\")]
+    assert all(line.count("&") == 2 for line in body_rows)
+    assert r"\textbf{71.00 $\uparrow$$^{\mathrm{ns}}$}" in tex and r"$\rightarrow$" in tex
+    t2 = build_table(cells, 2)
+    assert t2.cells[("teacher", ("synthetic", "rgb"))].mean == 96.0
+    assert t2.cells[("kdv2-orig", ("synthetic", "rgb"))].mean == 88.0
+    t3 = build_table(cells, 3)
+    assert t3.cells[("no-adv", ("synthetic", "rgb"))].mean == 75.0
+    assert t3.average["no-adv"] == pytest.approx(np.mean([75.0, 62.0]))
+    assert "Avg" in render(t3)
+
+
+def test_significance_marks_match_scipy():
+    rows = _rows()
+    cells = cells_from_results(rows)
+    t1 = build_table(cells, 1)
+    col = ("synthetic", "depth")
+    for key, method, variant in (("kdv1-orig", "kdv1", "orig"), ("kdv1-lskd", "kdv1", "lskd")):
+        a = rows[(rows.method == method) & (rows.variant == variant)].sort_values("seed").test_f1 * 100
+        b = rows[(rows.method == "student") & (rows.modality == "depth")].sort_values("seed").test_f1 * 100
+        p = ttest_rel(a.values, b.values).pvalue
+        cell = t1.cells[(key, col)]
+        if np.isnan(p):  # constant differences: the harness calls a non-zero constant shift significant
+            assert cell.significant is True
+        else:
+            assert cell.p_value == pytest.approx(p) and cell.significant == (p < 0.05)
+
+
+def test_every_format_is_written(tmp_path):
+    rows = _rows()
+    out = write_report(cells_from_results(rows), tmp_path / "t", rows, echo=lambda s: None)
+    for name in ("tables.md", "tables.tex", "table1.csv", "table2.csv", "table3.csv", "table4.csv", "cells.csv",
+                 "results.parquet", "cost.csv", "cost.md"):
+        assert (out / name).stat().st_size > 0, name
+    for n in (1, 2, 3, 4):
+        png = (out / f"table{n}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
+    back = pd.read_parquet(out / "results.parquet")
+    assert len(back) == len(rows) and set(back.method) == set(rows.method)
+    wide = pd.read_csv(out / "table1.csv", index_col=0)
+    assert wide.loc["TEACHER", "synthetic/depth"] == 85.0 and np.isnan(wide.loc["DKD w/ LSKD", "synthetic/depth"])
+    cost = pd.read_csv(out / "cost.csv")
+    assert set(cost.columns) >= {"own_s", "with_teacher_s", "images_per_s"}
+
+
+def test_compare_paper_cells():
+    cells = cells_from_paper()
+    paper = cells_from_paper()
+    t = build_table(cells, 1, paper)
+    text = render(t, "terminal", compare=True)
+    assert "40.10 / 40.10 (+0.00) ↓" in text
+
+
+def test_bad_sources(tmp_path, capsys):
+    assert main(["tables", "--from", str(tmp_path)]) == 2
+    assert "holds no results" in capsys.readouterr().err
+    from cmkd.harness.results import ResultsStore
+
+    store = ResultsStore(tmp_path / "results")
+    for i, h in enumerate(("aaa", "bbb")):
+        store.put({"trial_id": f"t{i}", "status": "finished", "config_hash": h, "dataset": "synthetic",
+                   "scenario": "single", "method": "student", "variant": "", "seed": 0, "modality": "rgb",
+                   "outputs": {"rgb": {"test_f1": 0.5, "val_f1": 0.5, "best_epoch": 1}}})
+    with pytest.raises(UserError, match="mixes results of 2 benchmark configs"):
+        load_rows(tmp_path)
+    db = tmp_path / "m.db"
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(f"sqlite:///{db}").search_experiments()
+    assert main(["tables", "--experiment", "nope", "--tracking-uri", f"sqlite:///{db}"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_paper_cli(tmp_path, capsys):
+    assert main(["tables", "--paper", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Table 3" in out and "w/o L_adv" in out and (tmp_path / "tables.tex").exists()
