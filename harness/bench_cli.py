@@ -52,7 +52,7 @@ def add_parser(sub) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (TOML value), e.g. train.epochs=3")
     p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")
     p.add_argument("--seeds", help="shortcut for --set seeds=[...], e.g. 0,1")
-    p.add_argument("--out", help="benchmark folder (default: cmkd-bench-out/<profile name>)")
+    p.add_argument("--out", help="benchmark folder (default: results/<profile name>)")
     p.add_argument("--address", help="join an existing Ray cluster (or set RAY_ADDRESS), e.g. auto or HEAD:6379")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<out>/mlflow.db)")
     p.add_argument("--cpu-fallback", action="store_true", help="run on CPU when the config asks for GPUs and none is visible")

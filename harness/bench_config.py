@@ -50,7 +50,8 @@ class BenchConfig:
     resources: Resources = field(default_factory=Resources)
     max_failures: int = 1  # retries of a failing trial before it is recorded as failed
     max_concurrent: int = 0  # 0: as many as the resources allow
-    log_checkpoints: bool = False  # copy each trial's best weights into MLflow's artifacts
+    log_checkpoints: bool = False  # copy best weights and exported models into MLflow's artifacts
+    keep_weights: str = "teachers"  # teachers: only trials that teach keep best weights on disk; all: every trial
     epoch_seconds: float = 0.0  # stated time of one student epoch, for --dry-run's estimate (0: measure)
     cpu_fallback: bool = False  # run GPU-sized trials on CPU when no GPU is visible
     inject_failure: str = ""  # testing aid: trials whose name contains this string raise before training
@@ -91,6 +92,8 @@ class BenchConfig:
             raise UserError(f"resources.cpus_per_trial must be > 0, got {self.resources.cpus_per_trial}")
         if not 0 <= self.resources.gpus_per_trial <= 8:
             raise UserError(f"resources.gpus_per_trial must lie in [0, 8], got {self.resources.gpus_per_trial}")
+        if self.keep_weights not in ("teachers", "all"):
+            raise UserError(f"keep_weights must be 'teachers' or 'all', got {self.keep_weights!r}")
         if self.max_failures < 0 or self.max_concurrent < 0:
             raise UserError("max_failures and max_concurrent must be >= 0")
 
@@ -99,7 +102,7 @@ class BenchConfig:
         """What makes two benchmarks the same: everything that changes a number (not resources)."""
         d = dataclasses.asdict(self)
         for k in ("resources", "max_failures", "max_concurrent", "log_checkpoints", "epoch_seconds", "cpu_fallback",
-                  "inject_failure"):
+                  "inject_failure", "keep_weights"):
             d.pop(k)
         for k in ("device", "threads", "eval_batch_size"):
             d["train"].pop(k)

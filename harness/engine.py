@@ -299,6 +299,8 @@ class Engine:
             resumed_from=state.get("resumed_from", []),
         )
         write_json(result.to_dict(), folder / RESULT_FILE)
+        # the resume state (weights + optimiser moments) is dead weight once the result exists
+        ckpt_path.unlink(missing_ok=True)
         return result
 
 

@@ -115,7 +115,7 @@ def describe(plan: list[PlannedTrial], epoch_seconds: dict[str, float], gpus_per
         lines += [f"    {n:4d}  {k}" for k, n in sorted(counts.items())]
     epochs = sum(p.spec.train.epochs for p in plan)
     lines.append(f"total: {len(plan)} trials, {epochs} trial-epochs")
-    seconds = sum(p.cost() / p.spec.train.epochs * p.spec.train.epochs * epoch_seconds[p.spec.dataset] for p in plan)
+    seconds = sum(p.cost() * epoch_seconds[p.spec.dataset] for p in plan)
     per = ", ".join(f"{d} {s:.2f} s" for d, s in epoch_seconds.items())
     device = "GPU" if gpus_per_trial > 0 else "CPU"
     lines.append(f"estimate: {seconds / 3600:.2f} {device}-hours of trial time at one student epoch = {per} "

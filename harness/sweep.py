@@ -72,6 +72,9 @@ def bench_trainable(config: dict[str, Any]) -> None:
 
         result = run_trial(spec, out_dir=folder, runs_root=t["runs_root"], on_epoch=on_epoch)
         tracker.finish(result, folder, t["log_checkpoints"])
+        if not t["keep_weights"]:  # nobody loads this trial's weights: free the disk (tens of MB per trial)
+            for f in [*folder.glob("best_*.pt"), *folder.glob("model_*.pt2")]:
+                f.unlink()
     except BaseException as exc:
         tracker.fail(exc)
         store.put({**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]})
@@ -185,7 +188,7 @@ class BenchSummary:
 
 
 def bench_folder(cfg: BenchConfig, out: str | Path | None) -> Path:
-    return Path(out or Path("cmkd-bench-out") / cfg.name).resolve()
+    return Path(out or Path("results") / cfg.name).resolve()
 
 
 def claim_bench(folder: Path, cfg: BenchConfig) -> None:
@@ -214,11 +217,8 @@ def resolve_device(cfg: BenchConfig, cluster_gpus: float) -> BenchConfig:
     return cfg
 
 
-def init_ray(address: str | None, env: dict[str, str]):
-    import ray
-
-    if ray.is_initialized():
-        return ray
+def check_address(address: str | None) -> None:
+    """An explicit HOST:PORT that does not answer fails now, not after a long connection retry."""
     if address and address != "auto" and ":" in address and "://" not in address:
         import socket
 
@@ -228,6 +228,13 @@ def init_ray(address: str | None, env: dict[str, str]):
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot reach the Ray cluster at {address} ({exc}); start it with `ray start --head` "
                             "and pass the address it prints, or drop --address to run locally") from None
+
+
+def init_ray(address: str | None, env: dict[str, str]):
+    import ray
+
+    if ray.is_initialized():
+        return ray
     try:
         if address:
             ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
@@ -257,6 +264,7 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | No
         import torch
 
         cfg = resolve_device(cfg, float(torch.cuda.device_count()))
+    check_address(address)
     claim_bench(folder, cfg)
     experiment = f"cmkd-{cfg.name}-{cfg.config_hash()}"
     exp_id = setup_experiment(uri, experiment, folder / "mlartifacts", {"config_hash": cfg.config_hash(),
@@ -300,6 +308,7 @@ def payload(p: PlannedTrial, cfg: BenchConfig, folder: Path, runs_root: Path, ur
             "spec": spec.to_dict(), "runs_root": str(runs_root), "results_dir": str(folder / "results"),
             "tracking_uri": uri, "experiment_id": exp_id, "config_hash": cfg.config_hash(), "bench": cfg.name,
             "cpus": cfg.resources.cpus_per_trial, "log_checkpoints": cfg.log_checkpoints,
+            "keep_weights": cfg.keep_weights == "all" or spec.method in ("student", "teacher-mm"),
             "inject_failure": cfg.inject_failure}
 
 

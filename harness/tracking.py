@@ -122,9 +122,9 @@ class TrialTracker:
                 (art / f"confusion_{key}.json").write_text(json.dumps(out["confusion"]))
         self.client.log_artifacts(self.run_id, str(art))
         self.client.log_artifact(self.run_id, str(folder / "result.json"))
-        for path in result.exports.values():
-            self.client.log_artifact(self.run_id, path, artifact_path="models")
         if log_checkpoints:
+            for path in result.exports.values():
+                self.client.log_artifact(self.run_id, path, artifact_path="models")
             for key in result.outputs:
                 self.client.log_artifact(self.run_id, str(folder / f"best_{key}.pt"), artifact_path="checkpoints")
         self.client.set_terminated(self.run_id, "FINISHED")

@@ -22,7 +22,7 @@ from cmkd.harness.sweep import WORKER_ENV, resolve_device, run_bench
 
 pytestmark = pytest.mark.ray
 
-SMALL = ["methods=['kdv1', 'mlkd']", "ablations=['no-adv']"]
+SMALL = ["methods=['kdv1', 'mlkd']", "ablations=['no-adv']", "log_checkpoints=true"]
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +68,13 @@ def test_smoke_benchmark_one_run_and_one_result_per_trial_students_after_teacher
     disco = runs[(runs["tags.method"] == "discomkd") & (runs["tags.variant"] == "")].iloc[0]
     names = {a.path for a in client.list_artifacts(disco.run_id)} | {a.path for a in client.list_artifacts(disco.run_id, "models")}
     assert {"confusion_rgb.json", "result.json", "models/model_rgb.pt2"} <= names
-    # the tables were written at the end
+    ckpts = {a.path for a in client.list_artifacts(disco.run_id, "checkpoints")}
+    assert ckpts == {"checkpoints/best_rgb.pt", "checkpoints/best_depth.pt"}
+    # disk: only teachers keep their weights, no finished trial keeps its resume checkpoint
+    runs_dir = tmp_path / "b" / "runs" / "synthetic"
+    assert not list(runs_dir.glob("*/*/checkpoint.pt"))
+    kept = {p.parent.parent.name for p in runs_dir.glob("*/*/best_*.pt")}
+    assert kept == {"student-rgb", "student-depth", "teacher-mm"}
     assert (tmp_path / "b" / "results.parquet").exists()
 
 
