@@ -163,6 +163,8 @@ def _callback(progress: Progress):
             rec = progress.store.get(t["trial_id"]) or {}
             f1 = ", ".join(f"{k} {100 * v['test_f1']:.1f}" for k, v in (rec.get("outputs") or {}).items())
             progress.line(f"finished {t['name']}: test F1 {f1} ({rec.get('wall_time_s', 0):.0f} s)")
+            if progress.counts()["done"] % 10 == 0:
+                progress.print("    " + progress.best())
 
         def on_trial_error(self, iteration, trials, trial, **info):
             sync(trials)
@@ -236,11 +238,12 @@ def init_ray(address: str | None, env: dict[str, str]):
     if ray.is_initialized():
         return ray
     try:
+        runtime_env = {"env_vars": env}
         if address:
-            ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         else:
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=256 * 2**20,
-                     runtime_env={"env_vars": env}, log_to_driver=False)
+                     runtime_env=runtime_env, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"cannot start or reach Ray{' at ' + address if address else ''} ({exc}); "
                         "check the address (ray start --head prints it) or drop --address to run locally") from None
