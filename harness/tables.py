@@ -269,16 +269,19 @@ def latex(table: Table, std: bool = False, compare: bool = False) -> str:
     return "\n".join(lines)
 
 
+def row_names(table: Table) -> list[str]:
+    """Full row names ("KDv1 ORIG", "KDv1 w/ LSKD", ...) for flat formats."""
+    names, last = [], ""
+    for _, label, sub in table.rows:
+        last = label or last
+        names.append(f"{last} {sub}".strip())
+    return names
+
+
 def wide_frame(table: Table) -> pd.DataFrame:
-    data = {}
-    for key, label, sub in table.rows:
-        name = f"{label or data_last(data)} {sub}".strip()
-        data[name] = {f"{d}/{c}": table.cells[(key, (d, c))].mean for d, c in table.columns}
+    data = {name: {f"{d}/{c}": table.cells[(key, (d, c))].mean for d, c in table.columns}
+            for name, (key, _, _) in zip(row_names(table), table.rows)}
     return pd.DataFrame(data).T
-
-
-def data_last(data: dict) -> str:
-    return next(reversed(data)).split(" ")[0] if data else ""
 
 
 # ---- cost table and plots ---------------------------------------------------------------------------
@@ -304,10 +307,7 @@ def plot(table: Table, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [(k, f"{lab} {sub}".strip() or k) for k, lab, sub in table.rows]
-    labels = []
-    for k, lab in keys:
-        labels.append(lab if lab else (labels[-1].split(" ")[0] + " " + k.rsplit("-", 1)[-1] if labels else k))
+    keys = [k for k, _, _ in table.rows]
     cols = table.columns
     if not cols:
         return None
@@ -315,12 +315,14 @@ def plot(table: Table, path: Path) -> Path | None:
     width = 0.8 / max(1, len(cols))
     x = np.arange(len(keys))
     for j, col in enumerate(cols):
-        means = [table.cells[(k, col)].mean for k, _ in keys]
-        stds = [table.cells[(k, col)].std or 0.0 for k, _ in keys]
-        ax.bar(x + j * width, [m if m is not None else 0 for m in means], width, yerr=stds, capsize=2,
-               label=f"{DATASET_LABELS.get(col[0], col[0])} {col[1]}", alpha=[0.9 if m is not None else 0 for m in means][0] or 0.9)
+        means = [table.cells[(k, col)].mean for k in keys]
+        stds = [table.cells[(k, col)].std or 0.0 for k in keys]
+        # a missing cell is a gap (no bar), never a zero-height bar
+        present = [i for i, m in enumerate(means) if m is not None]
+        ax.bar(x[present] + j * width, [means[i] for i in present], width, yerr=[stds[i] for i in present],
+               capsize=2, alpha=0.9, label=f"{DATASET_LABELS.get(col[0], col[0])} {col[1]}")
     ax.set_xticks(x + width * (len(cols) - 1) / 2)
-    ax.set_xticklabels([k for k, _ in keys], rotation=60, ha="right", fontsize=8)
+    ax.set_xticklabels(row_names(table), rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("weighted F1 (%)")
     ax.set_title(TITLES[table.number].split(",")[0])
     ax.legend(fontsize=8)
