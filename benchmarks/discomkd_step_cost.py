@@ -14,15 +14,14 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
 
 from cmkd.datasets import get_dataset
-from cmkd.harness.augment import augment
 from cmkd.harness.data import data_info
-from cmkd.methods import Batch, get_method
+from cmkd.methods import get_method
 from cmkd.methods.backbones import FusionClassifier
+from timing import timed_step
 
 
 def build(kind: str, info, dev):
@@ -43,19 +42,6 @@ def build(kind: str, info, dev):
     return method, torch.optim.Adam(method.param_groups(1e-4), lr=1e-4)
 
 
-def step(method, opt, raw, y, g, dev) -> float:
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    total, _ = method.loss(Batch(x=augment(raw, g, True), y=y), 30)
-    opt.zero_grad(set_to_none=True)
-    total.backward()
-    opt.step()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
-
-
 def setup(args):
     dev = torch.device(args.device)
     data = get_dataset("synthetic", n_samples=max(args.batch, 60), image_size=args.size).load()
@@ -71,7 +57,7 @@ def peak_memory_mb(kind: str, args) -> float:
         torch.cuda.reset_peak_memory_stats()
         g = torch.Generator().manual_seed(0)
         for _ in range(3):
-            step(method, opt, raw, y, g, dev)
+            timed_step(method, opt, raw, y, g, dev)
         return torch.cuda.max_memory_allocated() / 2**20
     out = subprocess.run([sys.executable, __file__, "--measure", kind, "--batch", str(args.batch), "--size",
                           str(args.size), "--device", args.device], capture_output=True, text=True, check=True)
@@ -102,7 +88,7 @@ def main() -> None:
         method, opt = build(args.measure, info, dev)
         g = torch.Generator().manual_seed(0)
         for _ in range(3):
-            step(method, opt, raw, y, g, dev)
+            timed_step(method, opt, raw, y, g, dev)
         print(json.dumps({"peak_mb": (_status_kb("VmHWM") - base) / 1024}))
         return
     dev, info, raw, y = setup(args)
@@ -112,7 +98,7 @@ def main() -> None:
     times: dict[str, list[float]] = {k: [] for k in kinds}
     for rep in range(args.reps + 2):
         for k in kinds:
-            t = step(*built[k], raw, y, g, dev)
+            t = timed_step(*built[k], raw, y, g, dev)
             if rep >= 2:
                 times[k].append(t)
     med = {k: statistics.median(v) for k, v in times.items()}

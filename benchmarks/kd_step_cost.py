@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
 from cmkd.datasets import get_dataset
-from cmkd.harness.augment import augment, strong_augment
 from cmkd.harness.data import data_info
-from cmkd.methods import Batch, get_method
+from cmkd.methods import get_method
 from cmkd.methods.backbones import Classifier
+from timing import timed_step
 
 STUDENTS = ["kdv1", "kdv2", "dkd", "ctkd", "mlkd", "mlkd-discomkd-code"]
 
@@ -49,26 +48,12 @@ def main() -> None:
                      "cross-modal" if cls.teacher_kinds else None).to(dev).train()
         return method, torch.optim.Adam(method.param_groups(1e-4), lr=1e-4)
 
-    def one_step(method, opt) -> float:
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        xb = augment(raw, g, True)
-        strong = strong_augment(raw, g) if method.wants_strong_view() else None
-        total, _ = method.loss(Batch(x=xb, y=y, strong=strong), 30)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
-
     runs = [("student", False)] + [(n, lskd) for n in STUDENTS for lskd in (False, True)]
     built = {r: build(*r) for r in runs}
     times: dict = {r: [] for r in runs}
     for rep in range(args.reps + 2):  # round-robin, so that machine noise hits every method alike
         for r in runs:
-            t = one_step(*built[r])
+            t = timed_step(*built[r], raw, y, g, dev)
             if rep >= 2:
                 times[r].append(t)
     med = {r: statistics.median(v) for r, v in times.items()}

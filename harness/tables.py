@@ -147,8 +147,9 @@ def paired_test(a: pd.Series, b: pd.Series) -> tuple[bool | None, float | None]:
     if len(pairs) < 2:
         return None, None
     diff = pairs.a - pairs.b
-    if np.allclose(diff, diff.iloc[0]):
-        return (not np.isclose(diff.iloc[0], 0)), 0.0 if not np.isclose(diff.iloc[0], 0) else 1.0
+    if np.allclose(diff, diff.iloc[0]):  # no spread: the t statistic is undefined
+        shifted = not np.isclose(diff.iloc[0], 0)
+        return shifted, (0.0 if shifted else 1.0)
     p = float(ttest_rel(pairs.a, pairs.b).pvalue)
     return p < ALPHA, p
 

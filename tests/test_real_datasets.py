@@ -14,7 +14,7 @@ from cmkd.datasets.cache import read_cache
 from cmkd.datasets.preprocess import apply_stats, percentile_stats
 from cmkd.harness.cli import main
 from cmkd.harness.errors import UserError
-from real_fixtures import SUN_CLASSES, write_eurosat, write_sunrgbd, write_tristar
+from real_fixtures import SUN_CLASSES, TAGS, write_eurosat, write_sunrgbd, write_tristar
 
 EUROSAT_CLASSES = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture",
                    "PermanentCrop", "Residential", "River", "SeaLake"]
@@ -141,12 +141,11 @@ def test_tristar_six_tag_filter_pairing_and_16_bit(tristar, capsys):
 
 def test_tristar_unpaired_frame(tmp_path):
     write_tristar(tmp_path, shots_per_split=1, frames=3)
-    victim = next((tmp_path / "train/0/depth").glob("*.png"))
-    actions = (tmp_path / "train/0/actions.txt").read_text()
-    if victim.stem not in actions.split():
-        pytest.skip("fixture layout changed")
-    victim.unlink()
-    with pytest.raises(UserError, match="unpaired|has no thermal image|not in depth"):
+    # a frame that is kept (exactly one of the six tags) loses its depth image
+    kept = [line.split()[0] for line in (tmp_path / "train/0/actions.txt").read_text().splitlines()
+            if sum(t in TAGS for t in line.split()[1:]) == 1]
+    (tmp_path / "train/0/depth" / f"{kept[0]}.png").unlink()
+    with pytest.raises(UserError, match=rf"frame {kept[0]}.png exists in thermal/ but not in depth/ \(unpaired\)"):
         get_dataset("tristar", root=str(tmp_path)).frames()
 
 

@@ -1,0 +1,25 @@
+"""The one timed training step the step-cost benchmarks share (augmentation included, CUDA synced)."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from cmkd.harness.augment import augment, strong_augment
+from cmkd.methods import Batch
+
+
+def timed_step(method, opt, raw: dict, y: torch.Tensor, g: torch.Generator, dev: torch.device) -> float:
+    """Seconds for one optimiser step of ``method`` on the batch ``raw`` (epoch 30: warm-ups done)."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    strong = strong_augment(raw, g) if method.wants_strong_view() else None
+    total, _ = method.loss(Batch(x=augment(raw, g, True), y=y, strong=strong), 30)
+    opt.zero_grad(set_to_none=True)
+    total.backward()
+    opt.step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
