@@ -1,9 +1,17 @@
 """The split rule of the official DisCoM-KD code (``createSplits.py``), one split per repetition.
 
 Per class: shuffle that class's row indices with scikit-learn's ``shuffle(random_state=1000 * r)``;
-the first ``int(0.7 n_c)`` rows train, up to ``int(0.8 n_c)`` validate, the rest test. A split is a
-function of (labels, repetition) only, so a teacher and its students share it by construction; it
-is saved next to every trial and checked by fingerprint when a student loads its teacher.
+the first ``int(n_c * 0.7)`` rows train, the rows up to the validation cut validate, the rest test.
+
+The validation cut is where the released code and the paper's "70/10/20" part ways: the code
+computes it as ``int(n_c * (0.7 + 0.1))``, and ``0.7 + 0.1`` is 0.7999999999999999 in floating
+point, so for many class sizes (5, 10, 70, 2000, 2500, but not 3000, where the product rounds to
+2400.0) the validation part has one row fewer (and the test part one more) than ``int(0.8 n_c)``. ``official`` (the default) reproduces the code's
+arithmetic exactly (what produced the paper's numbers); ``exact`` cuts at ``int(0.8 n_c)``.
+
+A split is a function of (labels, repetition, rule) only, so a teacher and its students share it by
+construction; it is saved next to every trial and checked by fingerprint when a student loads its
+teacher.
 """
 
 from __future__ import annotations
@@ -16,8 +24,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import shuffle
 
-TRAIN_FRACTION = 0.7
-VAL_END_FRACTION = 0.8
+TRAIN_PERC = 0.7
+VALID_PERC = 0.1
+#: the validation cut per rule, as a fraction of a class's size
+SPLIT_RULES = {"official": TRAIN_PERC + VALID_PERC, "exact": 0.8}
+#: ``shuffle(random_state=...)`` takes a 32-bit seed: 1000 * r must stay below 2**32
+MAX_REPETITION = (2**32 - 1) // 1000
 
 
 @dataclass(frozen=True)
@@ -56,16 +68,35 @@ class Split:
         return cls(z["train"], z["val"], z["test"], int(z["repetition"]))
 
 
-def make_split(labels: np.ndarray, repetition: int) -> Split:
+def cut_points(n: int, rule: str = "official") -> tuple[int, int]:
+    """(end of train, end of validation) for a class of ``n`` rows under ``rule``."""
+    if rule not in SPLIT_RULES:
+        raise ValueError(f"split rule must be one of {', '.join(SPLIT_RULES)}, got {rule!r}")
+    return int(n * TRAIN_PERC), int(n * SPLIT_RULES[rule])
+
+
+def make_split(labels: np.ndarray, repetition: int, rule: str = "official") -> Split:
     """Stratified 70/10/20 split for repetition ``repetition`` (seed ``1000 * repetition``)."""
+    if not 0 <= int(repetition) <= MAX_REPETITION:
+        raise ValueError(f"repetition must lie in 0..{MAX_REPETITION} (the split seed 1000 * r is a 32-bit integer)")
     labels = np.asarray(labels)
     train, val, test = [], [], []
     for c in np.unique(labels):
         idx = shuffle(np.flatnonzero(labels == c), random_state=1000 * repetition)
-        n = len(idx)
-        a, b = int(TRAIN_FRACTION * n), int(VAL_END_FRACTION * n)
+        a, b = cut_points(len(idx), rule)
         train.append(idx[:a])
         val.append(idx[a:b])
         test.append(idx[b:])
     cat = lambda parts: np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)  # noqa: E731
     return Split(cat(train), cat(val), cat(test), repetition)
+
+
+def empty_parts(labels: np.ndarray, rule: str = "official") -> list[str]:
+    """Human-readable reasons why some class gets no row in a part under ``rule`` ([] when none)."""
+    out = []
+    for c, n in zip(*np.unique(np.asarray(labels), return_counts=True)):
+        a, b = cut_points(int(n), rule)
+        for part, size in (("train", a), ("validation", b - a), ("test", int(n) - b)):
+            if size == 0:
+                out.append(f"class {c} ({n} samples) gets no {part} row")
+    return out

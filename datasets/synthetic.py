@@ -55,8 +55,9 @@ class SyntheticDataset(DatasetAdapter):
             raise UserError("synthetic: n_classes must be at least 2")
         if int(o["image_size"]) < 8:
             raise UserError("synthetic: image_size must be at least 8 (ResNet-18 downsamples by 32)")
-        if int(o["n_samples"]) < 10 * int(o["n_classes"]):
-            raise UserError("synthetic: n_samples must be at least 10 per class so that every split part has samples")
+        if int(o["n_samples"]) < 11 * int(o["n_classes"]):
+            raise UserError("synthetic: n_samples must be at least 11 per class so that every split part has samples "
+                            "(the official split rule gives a class of 10 no validation row)")
 
     def load(self) -> MultiModalData:
         self.check()

@@ -10,14 +10,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import UserError, nearest
 
-SPEC_VERSION = 1
+#: 2: the official split arithmetic and conv1 initialisation became the defaults (issue 17)
+SPEC_VERSION = 2
 
 SCENARIOS = ("cross-modal", "multi-modal", "ablation", "single")
+CONV1_INITS = ("official", "kaiming")
 
 
 def _check_keys(cls, data: dict, what: str) -> None:
@@ -25,6 +29,36 @@ def _check_keys(cls, data: dict, what: str) -> None:
     for key in data:
         if key not in valid:
             raise UserError(f"unknown {what} key {key!r}{nearest(key, valid)}; valid: {', '.join(valid)}")
+
+
+def check_value(what: str, value: Any, kind: type, optional: bool = False) -> None:
+    """Refuse a value of the wrong type with a one-line error: an int field takes an int (not 1.5 or
+    true), a float field a finite number, a bool field true/false, a str field text."""
+    if value is None and optional:
+        return
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        name = {bool: "true or false", int: "an integer", float: "a finite number", str: "text"}.get(kind, kind.__name__)
+        raise UserError(f"{what} must be {name}, got {value!r}")
+
+
+def check_fields(obj: Any, what: str) -> None:
+    """Type-check every field of a dataclass instance against its annotation (int, float, bool, str, X | None)."""
+    hints = typing.get_type_hints(type(obj))
+    for f in fields(obj):
+        hint = hints[f.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = len(args) == 1 and type(None) in typing.get_args(hint)
+        kind = args[0] if optional else hint
+        if kind in (int, float, bool, str):
+            check_value(f"{what}{f.name}", getattr(obj, f.name), kind, optional)
 
 
 @dataclass(frozen=True)
@@ -40,8 +74,20 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = False  # bfloat16 autocast, CUDA only
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    #: validation cut of the split: official (the released createSplits.py arithmetic) | exact (int(0.8 n))
+    split_rule: str = "official"
+    #: first convolution's init: official (a fresh nn.Conv2d, PyTorch's default, as the authors' code)
+    #: | kaiming (torchvision's kaiming_normal_ fan_out)
+    conv1_init: str = "official"
 
     def __post_init__(self) -> None:
+        check_fields(self, "train.")
+        from cmkd.datasets.splits import SPLIT_RULES
+
+        if self.split_rule not in SPLIT_RULES:
+            raise UserError(f"train.split_rule must be one of {', '.join(SPLIT_RULES)}, got {self.split_rule!r}")
+        if self.conv1_init not in CONV1_INITS:
+            raise UserError(f"train.conv1_init must be one of {', '.join(CONV1_INITS)}, got {self.conv1_init!r}")
         if int(self.epochs) <= 0:
             raise UserError(f"epochs must be a positive integer, got {self.epochs}; pass --epochs N with N >= 1")
         if int(self.batch_size) <= 1:
@@ -80,8 +126,12 @@ class TrialSpec:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        if int(self.seed) < 0:
-            raise UserError(f"seed must be >= 0, got {self.seed}")
+        from cmkd.datasets.splits import MAX_REPETITION
+
+        check_value("seed", self.seed, int)
+        if not 0 <= self.seed <= MAX_REPETITION:
+            raise UserError(f"seed must lie in 0..{MAX_REPETITION} (the split seed 1000 * seed is a 32-bit integer), "
+                            f"got {self.seed}")
         if self.scenario not in SCENARIOS:
             raise UserError(f"unknown scenario {self.scenario!r}{nearest(self.scenario, SCENARIOS)}; valid: {', '.join(SCENARIOS)}")
 

@@ -43,8 +43,8 @@ def data_info(data: MultiModalData) -> DataInfo:
     )
 
 
-def split_for(data: MultiModalData, repetition: int) -> Split:
-    """The data set's own split for this repetition when it ships one, else the official rule."""
+def split_for(data: MultiModalData, repetition: int, rule: str = "official") -> Split:
+    """The data set's own split for this repetition when it ships one, else the split rule ``rule``."""
     if data.splits and repetition in data.splits:
         return data.splits[repetition]  # type: ignore[return-value]
-    return make_split(data.labels, repetition)
+    return make_split(data.labels, repetition, rule)

@@ -20,7 +20,9 @@ import torch
 
 import cmkd
 from cmkd.datasets import MultiModalData, Split
+from cmkd.datasets.splits import empty_parts
 from cmkd.methods import Batch, Method, get_method
+from cmkd.methods.backbones import kaiming_conv1_
 
 from .augment import augment, strong_augment
 from .config import TrialSpec
@@ -125,11 +127,17 @@ def prepare(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str |
             others = [m for m in info.channels if m != info.rich]
             raise UserError(f"a cross-modal student learns from the {info.rich!r} teacher and cannot train on "
                             f"{info.rich!r} itself; pass --modality {others[0]}")
-    split = split_for(data, spec.seed)
+    split = split_for(data, spec.seed, spec.train.split_rule)
     empty = [name for name, part in (("train", split.train), ("validation", split.val), ("test", split.test)) if len(part) == 0]
     if empty:
-        raise UserError(f"data set {spec.dataset!r} ({data.n} samples) gives an empty {empty[0]} part for repetition "
-                        f"{spec.seed}: the 70/10/20 split needs at least 10 samples per class")
+        if data.splits and spec.seed in data.splits:
+            raise UserError(f"data set {spec.dataset!r}: the split files shipped for repetition {spec.seed} leave the "
+                            f"{empty[0]} part empty; fix or remove that index file (the split rule then applies)")
+        why = "; ".join(empty_parts(data.labels, spec.train.split_rule)[:3])
+        hint = (" (the official rule cuts validation at int(n * (0.7 + 0.1)) = int(n * 0.7999999999999999): a class "
+                "of 5, 6 or 10 samples gets no validation row)" if spec.train.split_rule == "official" else "")
+        raise UserError(f"data set {spec.dataset!r} ({data.n} samples) gives an empty {empty[0]} part under split rule "
+                        f"{spec.train.split_rule!r}{hint}: {why}; use more samples per class")
     folder = Path(out_dir) if out_dir is not None else trial_dir(runs_root, spec)
     claim_folder(folder, spec)
     return Prepared(spec, method_cls, options, data, split, folder)
@@ -154,7 +162,10 @@ class Engine:
                 spec, kind, self.info, prep.split.fingerprint(), prep.data.fingerprint(), runs_root, self.device,
             )
         _seed_all(spec.seed)
-        self.method: Method = prep.method_cls(self.info, spec.modality, prep.options, teacher, kind).to(self.device)
+        self.method: Method = prep.method_cls(self.info, spec.modality, prep.options, teacher, kind)
+        if self.cfg.conv1_init == "kaiming":
+            kaiming_conv1_(self.method)
+        self.method.to(self.device)
         self.optimizer = torch.optim.Adam(self.method.param_groups(self.cfg.lr), lr=self.cfg.lr,
                                           weight_decay=self.cfg.weight_decay)
         inputs = self.method.inputs()

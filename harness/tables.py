@@ -31,6 +31,10 @@ TITLES = {1: "Table 1: cross-modal scenario (teacher on the rich modality), weig
           3: "Table 3: DisCoM-KD loss ablation, weighted F1 (%)",
           4: "Table 4: DisCoM-KD representation ablation, weighted F1 (%)"}
 UP, DOWN = "↑", "↓"
+#: (dataset, column) of a printed average in the paper's numbers (``dataset=all, modality=avg``)
+PRINTED_AVG = ("all", "avg")
+#: tables with an Avg column (the paper prints one for Tables 3 and 4)
+AVG_TABLES = (3, 4)
 ALPHA = 0.05
 
 
@@ -94,7 +98,9 @@ def cells_from_paper(path: str | Path | None = None) -> pd.DataFrame:
         else:
             row = f"{r.method}-{'lskd' if r.variant == 'lskd' else 'orig'}"
         cols = [r.modality]
-        if r.modality == "all":  # the multi-modal teacher spans its data set's columns
+        if r.dataset == PRINTED_AVG[0]:  # the paper's printed Avg column (Tables 3 and 4)
+            cols = [PRINTED_AVG[1]]
+        elif r.modality == "all":  # the multi-modal teacher spans its data set's columns
             cols = sorted(set(df[(df.table == 2) & (df.dataset == r.dataset) & (df.modality != "all")].modality))
         out += [{"table": int(r.table), "dataset": r.dataset, "column": c, "row": row, "seed": 0, "f1": float(r.f1)}
                 for c in cols]
@@ -132,7 +138,23 @@ class Table:
     columns: list[tuple[str, str]]  # (dataset, column modality)
     rows: list[tuple[str, str, str]]
     cells: dict[tuple[str, tuple[str, str]], Cell] = field(default_factory=dict)
-    average: dict[str, float | None] = field(default_factory=dict)
+    average: dict[str, float | None] = field(default_factory=dict)  # mean of the row's cells
+    printed_average: dict[str, float] = field(default_factory=dict)  # the paper's own Avg, where the source has one
+
+    def shown_average(self, key: str) -> float | None:
+        """The Avg shown: the printed one when the source has it (the paper's tables as printed), else computed."""
+        return self.printed_average.get(key, self.average.get(key))
+
+    def average_mismatches(self) -> list[str]:
+        """Rows whose printed Avg differs from the mean of their printed cells (rounded to two decimals)."""
+        out = []
+        for key, printed in self.printed_average.items():
+            computed = self.average.get(key)
+            if computed is not None and f"{computed:.2f}" != f"{printed:.2f}":
+                label = next((lab for k, lab, _ in self.rows if k == key), key)
+                out.append(f"table {self.number}, {label}: printed Avg {printed:.2f}, mean of the printed cells "
+                           f"{computed:.4f}")
+        return out
 
     def missing(self) -> list[str]:
         return [f"{key} @ {d}/{c}" for key, _, _ in self.rows for d, c in self.columns
@@ -156,6 +178,8 @@ def paired_test(a: pd.Series, b: pd.Series) -> tuple[bool | None, float | None]:
 
 def build_table(cells: pd.DataFrame, number: int, paper: pd.DataFrame | None = None) -> Table:
     sub = cells[cells.table == number]
+    printed = sub[(sub.dataset == PRINTED_AVG[0]) & (sub.column == PRINTED_AVG[1])]
+    sub = sub.drop(printed.index)
     datasets = [d for d in ["sunrgbd", "eurosat-ms-sar", "tristar"] if d in set(sub.dataset)]
     datasets += sorted(set(sub.dataset) - set(datasets))
     columns = []
@@ -178,7 +202,7 @@ def build_table(cells: pd.DataFrame, number: int, paper: pd.DataFrame | None = N
     for col in columns:
         student = table.cells.get(("student", col))
         st_seeds = sub[(sub.row == "student") & (sub.dataset == col[0]) & (sub.column == col[1])].set_index("seed").f1
-        best_key, best_val = None, -1.0
+        best_val = -1.0
         for k in distilled:
             c = table.cells[(k, col)]
             if c.mean is None:
@@ -187,14 +211,15 @@ def build_table(cells: pd.DataFrame, number: int, paper: pd.DataFrame | None = N
                 c.arrow = UP if c.mean > student.mean else DOWN
                 seeds = sub[(sub.row == k) & (sub.dataset == col[0]) & (sub.column == col[1])].set_index("seed").f1
                 c.significant, c.p_value = paired_test(seeds, st_seeds)
-            if c.mean > best_val:
-                best_key, best_val = k, c.mean
-        if best_key is not None:
-            table.cells[(best_key, col)].best = True
-    if number == 3:
+            best_val = max(best_val, c.mean)
+        for k in distilled:  # every row that reaches the best value (ties share the mark)
+            if table.cells[(k, col)].mean == best_val:
+                table.cells[(k, col)].best = True
+    if number in AVG_TABLES:
         for k, _, _ in table.rows:
             vals = [table.cells[(k, col)].mean for col in columns]
-            table.average[k] = round(float(np.mean(vals)), 2) if vals and all(v is not None for v in vals) else None
+            table.average[k] = float(np.mean(vals)) if vals and all(v is not None for v in vals) else None
+        table.printed_average = {r.row: float(r.f1) for r in printed.itertuples()}
     return table
 
 
@@ -228,7 +253,7 @@ def header(table: Table, style: str) -> list[str]:
             labels.append(f"{name} {rich.upper()}->{m.upper()}")
         else:
             labels.append(f"{name} {m.upper()}")
-    labels = ["Method", ""] + labels + (["Avg"] if table.number == 3 else [])
+    labels = ["Method", ""] + labels + (["Avg"] if table.number in AVG_TABLES else [])
     if style == "latex":
         labels = [lab.replace("->", r"$\rightarrow$").replace("_", r"\_") for lab in labels]
     return labels
@@ -238,8 +263,8 @@ def body(table: Table, style: str, std: bool = False, compare: bool = False) -> 
     out = []
     for key, label, sub in table.rows:
         row = [label, sub] + [_fmt(table.cells[(key, col)], style, std, compare) for col in table.columns]
-        if table.number == 3:
-            avg = table.average.get(key)
+        if table.number in AVG_TABLES:
+            avg = table.shown_average(key)
             row.append("-" if avg is None else f"{avg:.2f}")
         if style == "latex":
             row[0] = row[0].replace("_", r"\_")
@@ -371,7 +396,7 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
                  compare: bool = False, tables: tuple[int, ...] = (1, 2, 3, 4), echo=print) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     paper = cells_from_paper() if compare else None
-    md, tex, missing = [], [], []
+    md, tex, missing, mismatches = [], [], [], []
     for n in tables:
         if cells.empty or not (cells.table == n).any():
             missing.append(f"table {n}: no results")
@@ -385,9 +410,13 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
         gaps = t.missing()
         if gaps:
             missing.append(f"table {n}: {len(gaps)} missing cell(s), e.g. {', '.join(gaps[:3])}")
+        mismatches += t.average_mismatches()
     notes = ["Cells: mean test weighted F1 (%) over seeds; arrows against STUDENT of the same column; "
              "best distilled result of each column in bold; 'ns': not significant in a paired t-test across seeds "
              f"against STUDENT (alpha {ALPHA}); '-': missing."]
+    if mismatches:
+        notes.append("Avg as printed in the paper; where it differs from the mean of the printed cells: "
+                     + "; ".join(mismatches) + " (the paper presumably averaged unrounded values).")
     (out / "tables.md").write_text("\n\n".join(md + notes) + "\n")
     (out / "tables.tex").write_text("\n\n".join(tex) + "\n")
     cells.to_csv(out / "cells.csv", index=False)
@@ -404,6 +433,8 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
                  + tabulate(ct.values.tolist(), headers=list(ct.columns), tablefmt="simple", floatfmt=".2f") + "\n")
     for m in missing:
         echo(f"missing: {m}")
+    for m in mismatches:
+        echo(f"note: {m}")
     return out
 
 

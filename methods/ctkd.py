@@ -3,7 +3,13 @@
 T = t_start + t_range * sigmoid(GRL(theta)), theta initialised to 1 (T = 15.62); the reversal
 strength follows a cosine ramp 0 -> 1 over ``lambda_loops`` epochs (5, as the DisCoM-KD authors ran
 it); L = 0.1 CE + 0.9 T^2 KL(T). theta is trained by the student's Adam unless ``temp_lr`` gives it
-its own learning rate (with Adam at 1e-4 it can move only ~1e-4 per step: see the README).
+its own learning rate (with Adam at 1e-4 it can move only ~1e-4 per step: see the README); ``temp_lr
+= 0`` freezes it.
+
+The ramp's epoch count: the DisCoM-KD authors call the cosine with the 0-based epoch (lambda 0,
+0.095, 0.345, 0.655, 0.905, 1 over the first six epochs; the default, as ``kd-methods.md`` section 10
+decides for every baseline); CTKD's own code counts from 1 (0.095, 0.345, ...):
+``lambda_count_from_one = true``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ class CTKDOptions(DistillOptions):
     t_range: float = 20.0
     theta_init: float = 1.0
     lambda_loops: int = 5
-    temp_lr: float | None = None
+    lambda_count_from_one: bool = False  # CTKD's own epoch count (the DisCoM-KD authors count from 0)
+    temp_lr: float | None = None  # None: the student's lr; 0: theta frozen
     signed = ("theta_init",)
 
 
@@ -44,11 +51,13 @@ class CTKD(DistilledStudent):
         self.lam = 0.0
 
     def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
-        self.lam = ctkd_lambda(epoch + 1, int(self.options.lambda_loops))
+        o = self.options
+        self.lam = ctkd_lambda(epoch + 1 if o.lambda_count_from_one else epoch, int(o.lambda_loops))
 
     def param_groups(self, lr: float):
         groups = [{"params": list(self.net.parameters()), "lr": lr}]
-        groups.append({"params": [self.theta], "lr": self.options.temp_lr or lr})
+        temp_lr = self.options.temp_lr
+        groups.append({"params": [self.theta], "lr": lr if temp_lr is None else temp_lr})
         return groups
 
     def temperature(self) -> Tensor:

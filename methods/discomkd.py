@@ -10,7 +10,7 @@ For M > 2 modalities the modality heads are M-way (the paper's open question).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import torch
@@ -20,7 +20,7 @@ from cmkd.harness.errors import UserError
 
 from .backbones import FEATURE_DIM, resnet18_encoder
 from .base import Batch, DataInfo, Method, MethodOptions
-from .discomkd_losses import (MODALITY_TARGETS, PERP_MODES, adversarial_loss, auxiliary_loss, classification_loss,
+from .discomkd_losses import (MODALITY_TARGETS, PERP_MODES, REDUCTIONS, adversarial_loss, auxiliary_loss, classification_loss,
                               modality_loss, orthogonality_loss)
 from .kd_losses import grad_reverse
 from .registry import register_method
@@ -32,6 +32,13 @@ ABLATIONS: dict[str, str] = {
     "only-inv": "task classifier on z_inv only", "only-inf": "task classifier on z_inf only",
 }
 TERMS = ("cl", "adv", "mod", "aux", "perp")
+#: named sets of options; ``released-code`` reproduces the loss of the authors' released script
+#: (``main_DisCoM-KD.py``): one-hot-free ones/zeros modality targets, each term one mean over the
+#: concatenated modalities (L_mod over 2M parts), each modality shuffled on its own, signed cosines
+PRESETS: dict[str, dict[str, str]] = {
+    "released-code": {"modality_targets": "official", "reduction": "concat-mean", "batches": "unpaired",
+                      "perp": "signed"},
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ class DisCoMKDOptions(MethodOptions):
     modality_targets: str = "index"  # index (paper) | official (released code's ones/zeros targets)
     perp: str = "signed"  # signed (paper and code) | absolute
     batches: str = "unpaired"  # unpaired (released code: each modality shuffled alone) | paired
+    reduction: str = "sum"  # sum (paper: sum over modalities) | concat-mean (released code: one mean per term)
+    preset: str = ""  # "" or a name in PRESETS: sets several options at once (e.g. released-code)
     grl_lambda: float = 1.0
     w_cl: float = 1.0
     w_adv: float = 1.0
@@ -48,13 +57,23 @@ class DisCoMKDOptions(MethodOptions):
     w_perp: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.preset:
+            if self.preset not in PRESETS:
+                raise UserError(f"unknown DisCoM-KD preset {self.preset!r}; valid: {', '.join(PRESETS)}")
+            defaults = {f.name: f.default for f in fields(self)}
+            for name, value in PRESETS[self.preset].items():
+                if getattr(self, name) == defaults[name]:
+                    object.__setattr__(self, name, value)
+                elif getattr(self, name) != value:
+                    raise UserError(f"option {name}={getattr(self, name)!r} conflicts with preset {self.preset!r} "
+                                    f"(which sets {name}={value!r}); drop one of them")
         if self.ablation and self.ablation not in ABLATIONS:
             from cmkd.harness.errors import nearest
 
             raise UserError(f"unknown DisCoM-KD ablation {self.ablation!r}{nearest(self.ablation, list(ABLATIONS))}; "
                             f"valid: {', '.join(ABLATIONS)}")
         for name, valid in (("modality_targets", MODALITY_TARGETS), ("perp", PERP_MODES),
-                            ("batches", ("unpaired", "paired"))):
+                            ("batches", ("unpaired", "paired")), ("reduction", REDUCTIONS)):
             if getattr(self, name) not in valid:
                 raise UserError(f"option {name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
         for name in ("grl_lambda", "w_cl", "w_adv", "w_mod", "w_aux", "w_perp"):
@@ -142,20 +161,21 @@ class DisCoMKD(Method):
             task[m] = br.classify(z_inv[m], z_inf[m])
         labels = {m: batch.labels(m) for m in self.mods}
         active = o.active_terms()
+        red = o.reduction
         terms: dict[str, Tensor] = {}
         if "cl" in active:
-            terms["cl"] = o.w_cl * classification_loss(task, labels)
+            terms["cl"] = o.w_cl * classification_loss(task, labels, red)
         if "adv" in active:
             disc = {m: self.discriminator(grad_reverse(z_inv[m], o.grl_lambda)) for m in self.mods}
-            terms["adv"] = o.w_adv * adversarial_loss(disc, o.modality_targets)
+            terms["adv"] = o.w_adv * adversarial_loss(disc, o.modality_targets, red)
         if "mod" in active:
             terms["mod"] = o.w_mod * modality_loss({m: self.mod_inf(z_inf[m]) for m in self.mods},
-                                                   {m: self.mod_irr(z_irr[m]) for m in self.mods}, o.modality_targets)
+                                                   {m: self.mod_irr(z_irr[m]) for m in self.mods}, o.modality_targets, red)
         if "aux" in active:
             terms["aux"] = o.w_aux * auxiliary_loss({m: self.aux(z_inv[m]) for m in self.mods},
-                                                    {m: self.aux(z_inf[m]) for m in self.mods}, labels)
+                                                    {m: self.aux(z_inf[m]) for m in self.mods}, labels, red)
         if "perp" in active:
-            terms["perp"] = o.w_perp * orthogonality_loss(z_inv, z_inf, z_irr, o.perp)
+            terms["perp"] = o.w_perp * orthogonality_loss(z_inv, z_inf, z_irr, o.perp, red)
         return sum(terms.values()), terms  # type: ignore[return-value]
 
     def predict(self, x: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -12,11 +12,27 @@ from torch import Tensor
 
 MODALITY_TARGETS = ("index", "official")
 PERP_MODES = ("signed", "absolute")
+#: how a term combines its per-modality means: ``sum`` (the paper's sum over modalities) or
+#: ``concat-mean`` (the released code: the modalities' rows concatenated, one mean per term)
+REDUCTIONS = ("sum", "concat-mean")
 
 
-def classification_loss(logits: dict[str, Tensor], labels: dict[str, Tensor]) -> Tensor:
+def combine(values: list[Tensor], rows: list[int], reduction: str = "sum") -> Tensor:
+    """Per-part means -> one term: their sum, or the mean over all rows of the concatenated parts."""
+    if reduction == "sum":
+        return sum(values)  # type: ignore[return-value]
+    if reduction == "concat-mean":
+        return sum(v * n for v, n in zip(values, rows)) / sum(rows)  # type: ignore[return-value]
+    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def _rows(d: dict[str, Tensor]) -> list[int]:
+    return [int(v.shape[0]) for v in d.values()]
+
+
+def classification_loss(logits: dict[str, Tensor], labels: dict[str, Tensor], reduction: str = "sum") -> Tensor:
     """L_cl = sum_m CE(Cl_m([z_inv || z_inf]), y)."""
-    return sum(F.cross_entropy(logits[m], labels[m]) for m in logits)  # type: ignore[return-value]
+    return combine([F.cross_entropy(logits[m], labels[m]) for m in logits], _rows(logits), reduction)
 
 
 def modality_ce(logits: Tensor, index: int, targets: str = "index") -> Tensor:
@@ -35,21 +51,31 @@ def modality_ce(logits: Tensor, index: int, targets: str = "index") -> Tensor:
     raise ValueError(f"modality targets must be one of {MODALITY_TARGETS}, got {targets!r}")
 
 
-def adversarial_loss(disc_logits: dict[str, Tensor], targets: str = "index") -> Tensor:
+def adversarial_loss(disc_logits: dict[str, Tensor], targets: str = "index", reduction: str = "sum") -> Tensor:
     """L_adv = sum_m CE(Cl_adv(GRL(z_inv_m)), m); the GRL sits in the model, before the discriminator."""
-    return sum(modality_ce(v, i, targets) for i, v in enumerate(disc_logits.values()))  # type: ignore[return-value]
+    return combine([modality_ce(v, i, targets) for i, v in enumerate(disc_logits.values())], _rows(disc_logits),
+                   reduction)
 
 
-def modality_loss(inf_logits: dict[str, Tensor], irr_logits: dict[str, Tensor], targets: str = "index") -> Tensor:
-    """L_mod = sum_m CE(Cl_m-inf(z_inf_m), m) + sum_m CE(Cl_m-irr(z_irr_m), m)."""
-    return sum(modality_ce(inf_logits[m], i, targets) + modality_ce(irr_logits[m], i, targets)  # type: ignore[return-value]
-               for i, m in enumerate(inf_logits))
+def modality_loss(inf_logits: dict[str, Tensor], irr_logits: dict[str, Tensor], targets: str = "index",
+                  reduction: str = "sum") -> Tensor:
+    """L_mod = sum_m CE(Cl_m-inf(z_inf_m), m) + sum_m CE(Cl_m-irr(z_irr_m), m).
+
+    ``concat-mean`` (the released code) takes one mean over all 2M parts' rows, so relative to the
+    other terms L_mod weighs half as much as the paper's sum."""
+    values, rows = [], []
+    for i, m in enumerate(inf_logits):
+        values += [modality_ce(inf_logits[m], i, targets), modality_ce(irr_logits[m], i, targets)]
+        rows += [int(inf_logits[m].shape[0]), int(irr_logits[m].shape[0])]
+    return combine(values, rows, reduction)
 
 
-def auxiliary_loss(aux_inv: dict[str, Tensor], aux_inf: dict[str, Tensor], labels: dict[str, Tensor]) -> Tensor:
+def auxiliary_loss(aux_inv: dict[str, Tensor], aux_inf: dict[str, Tensor], labels: dict[str, Tensor],
+                   reduction: str = "sum") -> Tensor:
     """L_aux = sum_m [CE(Cl_aux(z_inv_m), y) + CE(Cl_aux(z_inf_m), y)]."""
-    return sum(F.cross_entropy(aux_inv[m], labels[m]) + F.cross_entropy(aux_inf[m], labels[m])  # type: ignore[return-value]
-               for m in aux_inv)
+    inv = combine([F.cross_entropy(aux_inv[m], labels[m]) for m in aux_inv], _rows(aux_inv), reduction)
+    inf = combine([F.cross_entropy(aux_inf[m], labels[m]) for m in aux_inf], _rows(aux_inf), reduction)
+    return inv + inf
 
 
 def mean_cosine(a: Tensor, b: Tensor, absolute: bool = False) -> Tensor:
@@ -58,7 +84,7 @@ def mean_cosine(a: Tensor, b: Tensor, absolute: bool = False) -> Tensor:
 
 
 def orthogonality_loss(z_inv: dict[str, Tensor], z_inf: dict[str, Tensor], z_irr: dict[str, Tensor],
-                       mode: str = "signed") -> Tensor:
+                       mode: str = "signed", reduction: str = "sum") -> Tensor:
     """L_perp = sum_m cos(z_inv_m, z_inf_m) + sum_m cos(z_inf_m, z_irr_m), averaged over the batch.
 
     ``signed`` (paper and code): minimising pushes the cosines towards -1. ``absolute``: towards 0,
@@ -67,5 +93,6 @@ def orthogonality_loss(z_inv: dict[str, Tensor], z_inf: dict[str, Tensor], z_irr
     if mode not in PERP_MODES:
         raise ValueError(f"perp mode must be one of {PERP_MODES}, got {mode!r}")
     ab = mode == "absolute"
-    return sum(mean_cosine(z_inv[m], z_inf[m], ab) + mean_cosine(z_inf[m], z_irr[m], ab)  # type: ignore[return-value]
-               for m in z_inv)
+    rows = _rows(z_inv)
+    return (combine([mean_cosine(z_inv[m], z_inf[m], ab) for m in z_inv], rows, reduction)
+            + combine([mean_cosine(z_inf[m], z_irr[m], ab) for m in z_inv], rows, reduction))

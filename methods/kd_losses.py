@@ -57,7 +57,8 @@ def dkd_terms(student: Tensor, teacher: Tensor, target: Tensor, temperature: flo
     pt = F.softmax(teacher / temperature, dim=1)
     bs = torch.stack([ps[gt], ps[~gt].view(B, C - 1).sum(1)], dim=1)
     bt = torch.stack([pt[gt], pt[~gt].view(B, C - 1).sum(1)], dim=1)
-    tckd = (bt * (bt.log() - bs.log())).sum(1).mean() * temperature ** 2
+    # xlogy: a teacher probability that underflows to 0 (a logit gap over ~104 T in float32) adds 0, not NaN
+    tckd = (torch.xlogy(bt, bt) - bt * bs.log()).sum(1).mean() * temperature ** 2
     s_nt = student[~gt].view(B, C - 1)
     t_nt = teacher[~gt].view(B, C - 1)
     nckd = kd_loss(s_nt, t_nt, temperature)
@@ -99,9 +100,11 @@ def ctkd_temperature(theta: Tensor, lam: float, t_start: float = 1.0, t_range: f
     return t_start + t_range * torch.sigmoid(grad_reverse(theta, lam))
 
 
-def ctkd_lambda(epoch_one_based: int, loops: int) -> float:
-    """Cosine curriculum 0 -> 1 over ``loops`` epochs, then 1 (the paper's easy-to-hard ramp)."""
-    n = min(epoch_one_based, loops)
+def ctkd_lambda(epoch: int, loops: int) -> float:
+    """Cosine curriculum 0 -> 1 over ``loops`` epochs, then 1 (the paper's easy-to-hard ramp).
+
+    ``epoch`` is the count the caller chose (0-based as the DisCoM-KD authors, 1-based as CTKD)."""
+    n = min(epoch, loops)
     return 0.5 * (1 - math.cos(math.pi * n / loops)) if loops > 0 else 1.0
 
 

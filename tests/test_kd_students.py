@@ -97,7 +97,7 @@ def test_dkd_is_zero_weighted_in_its_first_epoch(store):
 def test_ctkd_temperature_moves_against_the_kd_loss_with_the_curriculum(store):
     method, data = _method(store, "ctkd", temp_lr=0.1)
     b = _batch(data)
-    method.on_epoch_start(0, 10)  # lambda = 1/2 (1 - cos(pi/5))
+    method.on_epoch_start(1, 10)  # second epoch, 0-based as the DisCoM-KD authors: lambda = 1/2 (1 - cos(pi/5))
     lam = method.lam
     assert 0 < lam < 1
     total, parts = method.loss(b, 0)

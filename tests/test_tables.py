@@ -164,3 +164,45 @@ def test_paper_cli(tmp_path, capsys):
     assert main(["tables", "--paper", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "Table 3" in out and "w/o L_adv" in out and (tmp_path / "tables.tex").exists()
+
+
+# Tables 3 and 4 as printed in the paper (rows in the paper's order, Avg last)
+PAPER_T3 = {
+    "no-adv": [51.38, 46.83, 98.10, 80.63, 96.86, 92.93, 77.78],
+    "no-mod": [53.73, 46.86, 98.11, 80.44, 96.93, 92.79, 78.14],
+    "no-aux": [53.91, 41.38, 97.82, 79.10, 96.68, 91.56, 76.74],
+    "no-orth": [49.44, 42.97, 98.03, 79.79, 97.06, 92.62, 76.65],
+    "discomkd": [53.63, 47.69, 98.12, 80.03, 97.06, 92.86, 78.23],
+}
+PAPER_T4 = {
+    "only-inv": [46.13, 39.92, 97.73, 76.21, 96.55, 90.79, 74.56],
+    "only-inf": [50.82, 43.29, 97.60, 78.09, 96.20, 90.68, 76.11],
+    "discomkd": [53.63, 47.69, 98.12, 80.03, 97.06, 92.86, 78.23],
+}
+
+
+@pytest.mark.parametrize("number, expected", [(3, PAPER_T3), (4, PAPER_T4)])
+def test_paper_tables_3_and_4_cell_by_cell_with_the_printed_avg(number, expected):
+    from cmkd.harness.tables import body
+
+    t = build_table(cells_from_paper(), number)
+    assert t.columns == [("sunrgbd", "rgb"), ("sunrgbd", "depth"), ("eurosat-ms-sar", "ms"), ("eurosat-ms-sar", "sar"),
+                         ("tristar", "thermal"), ("tristar", "depth")]
+    assert [k for k, _, _ in t.rows] == list(expected)
+    for (key, _, _), row in zip(t.rows, body(t, "plain")):
+        shown = [cell.split()[0] for cell in row[2:]]
+        assert shown == [f"{v:.2f}" for v in expected[key]], key
+    # the full method is a row (no '-'), and a tie (TRISTAR thermal 97.06 in Table 3) marks both rows
+    if number == 3:
+        assert t.cells[("no-orth", ("tristar", "thermal"))].best and t.cells[("discomkd", ("tristar", "thermal"))].best
+        assert t.cells[("discomkd", ("sunrgbd", "depth"))].best and not t.cells[("no-aux", ("sunrgbd", "depth"))].best
+
+
+def test_printed_avg_is_checked_against_the_cells():
+    t3, t4 = build_table(cells_from_paper(), 3), build_table(cells_from_paper(), 4)
+    for t, expected in ((t3, PAPER_T3), (t4, PAPER_T4)):
+        for key, values in expected.items():
+            assert t.average[key] == pytest.approx(np.mean(values[:6]))
+    # one printed Avg differs from the mean of the printed cells (77.7883 rounds to 77.79)
+    assert len(t3.average_mismatches()) == 1 and "w/o L_adv: printed Avg 77.78" in t3.average_mismatches()[0]
+    assert t4.average_mismatches() == []  # 74.555 is printed 74.56
