@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -62,8 +64,55 @@ class MultiModalData:
         return int(a.shape[2]), int(a.shape[3])
 
     def fingerprint(self) -> str:
-        """A short hash of labels and shapes: teachers and students must see the same data."""
-        h = hashlib.sha256(self.labels.tobytes())
-        for m in sorted(self.modalities):
-            h.update(f"{m}:{self.modalities[m].shape}".encode())
-        return h.hexdigest()[:16]
+        """A hash of the content trained on: every array's bytes, labels, class names, the rich modality
+        and any shipped split. Computed once per object (or read from ``meta["content_hash"]``, which a
+        prepared cache keeps beside its manifest), so a trial's identity follows the data, not its path."""
+        if "content_hash" not in self.meta:
+            self.meta["content_hash"] = content_hash(self)
+        return self.meta["content_hash"]
+
+
+def _update_array(h, arr: np.ndarray, chunk: int = 64 * 2**20) -> None:
+    arr = np.ascontiguousarray(arr)
+    h.update(f"{arr.dtype.str}{arr.shape}".encode())
+    flat = arr.reshape(-1).view(np.uint8)
+    for start in range(0, flat.size, chunk):
+        h.update(memoryview(flat[start:start + chunk]))
+
+
+def content_hash(data: MultiModalData) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps({"classes": list(data.class_names), "rich": data.rich}).encode())
+    _update_array(h, data.labels)
+    for m in sorted(data.modalities):
+        h.update(m.encode())
+        _update_array(h, data.modalities[m])
+    for r, split in sorted((data.splits or {}).items()):
+        h.update(f"split{r}".encode())
+        for part in (split.train, split.val, split.test):  # type: ignore[attr-defined]
+            _update_array(h, np.asarray(part, dtype=np.int64))
+    return h.hexdigest()
+
+
+def read_npy(path: Path, fix: str, mmap: bool = False, numeric: bool = True) -> np.ndarray:
+    """An ``.npy`` array, or a one-line :class:`UserError` naming the file, what is wrong and ``fix``
+    (a truncated, corrupt or pickled file; a text or object dtype where numbers belong)."""
+    if not path.is_file():
+        raise UserError(f"{path} is missing; {fix}")
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise UserError(f"{path} is not a readable .npy array ({str(exc).splitlines()[0][:120]}): the file is "
+                        f"truncated or corrupt; {fix}") from None
+    if numeric and not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise UserError(f"{path} holds {arr.dtype} values, not numbers; {fix}")
+    return arr
+
+
+def integer_labels(labels: np.ndarray, path: Path, fix: str) -> np.ndarray:
+    """Labels as int64; float labels must be whole numbers (as an official labels.npy may store them)."""
+    flat = np.asarray(labels).reshape(-1)
+    if not np.issubdtype(flat.dtype, np.integer):
+        if not np.all(np.isfinite(flat)) or not np.all(flat == np.round(flat)):
+            raise UserError(f"{path}: labels must be whole numbers; {fix}")
+    return flat.astype(np.int64)

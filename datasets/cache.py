@@ -18,7 +18,7 @@ import numpy as np
 
 from cmkd.harness.errors import UserError
 
-from .base import MultiModalData
+from .base import MultiModalData, integer_labels, read_npy
 
 MANIFEST = "manifest.json"
 FORMAT = "cmkd-cache-1"
@@ -42,6 +42,7 @@ def write_cache(out: str | Path, data: MultiModalData, meta: dict[str, Any]) -> 
     out = Path(out)
     if out.exists():
         raise UserError(f"{out} exists; choose a new --out or remove it")
+    remove_stale_partials(out)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -65,25 +66,90 @@ def write_cache(out: str | Path, data: MultiModalData, meta: dict[str, Any]) -> 
     return out
 
 
-def read_cache(root: str | Path, expected_dataset: str | None = None, verify: bool = False) -> MultiModalData:
+CONTENT_FILE = "content.json"
+REPREPARE = "run cmkd prepare again into a new folder"
+
+
+def _file_stamp(root: Path, names: list[str]) -> dict[str, list[int]]:
+    return {n: [(root / n).stat().st_size, (root / n).stat().st_mtime_ns] for n in names}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_partials(out: Path) -> list[Path]:
+    """Remove what an interrupted ``cmkd prepare`` of ``out`` left (``.<name>.partial-<PID>`` of a dead PID)."""
+    removed = []
+    for p in out.parent.glob(f".{out.name}.partial-*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def read_manifest(root: str | Path, expected_dataset: str | None = None) -> dict:
+    """The cache's manifest (cheap: no arrays), checked for format and data set."""
     root = Path(root)
-    manifest = json.loads((root / MANIFEST).read_text())
+    try:
+        manifest = json.loads((root / MANIFEST).read_text())
+        for key in ("shapes", "dataset", "class_names", "rich"):
+            manifest[key]
+        if not isinstance(manifest["shapes"], dict):
+            raise TypeError("shapes is not a table")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{root / MANIFEST} is unreadable or incomplete ({type(exc).__name__}: {exc}); {REPREPARE}") from None
     if manifest.get("format") != FORMAT:
-        raise UserError(f"{root}: not a cmkd cache of format {FORMAT}; run cmkd prepare again")
+        raise UserError(f"{root}: not a cmkd cache of format {FORMAT}; {REPREPARE}")
     if expected_dataset and manifest["dataset"] != expected_dataset:
         raise UserError(f"{root} is a prepared {manifest['dataset']!r} cache, not {expected_dataset!r}")
+    return manifest
+
+
+def read_cache(root: str | Path, expected_dataset: str | None = None, verify: bool = False) -> MultiModalData:
+    root = Path(root)
+    manifest = read_manifest(root, expected_dataset)
+    shapes = manifest["shapes"]
+    dataset, class_names, rich = manifest["dataset"], manifest["class_names"], manifest["rich"]
     mods = {}
-    for m in manifest["shapes"]:
+    for m in shapes:
         path = root / f"{m}.npy"
-        if not path.is_file():
-            raise UserError(f"{root}: {path.name} is missing from the cache; run cmkd prepare again")
-        mods[m] = np.load(path, mmap_mode="r")
-        if list(mods[m].shape) != manifest["shapes"][m]:
-            raise UserError(f"{path}: shape {mods[m].shape} differs from the manifest's {manifest['shapes'][m]}")
-    labels = np.load(root / "labels.npy")
+        mods[m] = read_npy(path, REPREPARE, mmap=True)
+        if list(mods[m].shape) != shapes[m]:
+            raise UserError(f"{path}: shape {mods[m].shape} differs from the manifest's {shapes[m]}; {REPREPARE}")
+    labels = integer_labels(read_npy(root / "labels.npy", REPREPARE), root / "labels.npy", REPREPARE)
     if verify and checksum(mods, labels) != manifest["checksum"]:
-        raise UserError(f"{root}: checksum mismatch; the cache was modified, run cmkd prepare again")
+        raise UserError(f"{root}: checksum mismatch; the cache was modified, {REPREPARE}")
     # into memory: trials index random rows every step
     mods = {m: np.array(a) for m, a in mods.items()}
-    return MultiModalData(name=manifest["dataset"], modalities=mods, labels=labels,
-                          class_names=manifest["class_names"], rich=manifest["rich"], meta={"manifest": manifest})
+    data = MultiModalData(name=dataset, modalities=mods, labels=labels, class_names=class_names, rich=rich,
+                          meta={"manifest": manifest, "options": dict(manifest.get("options", {}))})
+    _content_hash_beside(root, data, manifest, [f"{m}.npy" for m in shapes] + ["labels.npy"])
+    return data
+
+
+def _content_hash_beside(root: Path, data: MultiModalData, manifest: dict, files: list[str]) -> None:
+    """Hash the content once and keep the hash beside the cache, keyed by the manifest checksum and the
+    files' sizes and modification times, so that a 5 GB data set is not rehashed by every trial."""
+    key = {"manifest_checksum": manifest.get("checksum"), "files": _file_stamp(root, files)}
+    try:
+        stored = json.loads((root / CONTENT_FILE).read_text())
+        if {k: stored.get(k) for k in key} == key:
+            data.meta["content_hash"] = stored["content_hash"]
+            return
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    key["content_hash"] = data.fingerprint()
+    try:
+        tmp = root / f".{CONTENT_FILE}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(key, indent=2))
+        os.replace(tmp, root / CONTENT_FILE)
+    except OSError:  # a read-only cache: hash again next time
+        pass

@@ -16,7 +16,7 @@ import numpy as np
 
 from cmkd.harness.errors import UserError
 
-from .base import MultiModalData
+from .base import MultiModalData, integer_labels, read_npy
 from .registry import DatasetAdapter, register_dataset
 from .splits import Split
 
@@ -30,32 +30,38 @@ def has_official(root: str | Path | None, prefixes: list[str]) -> bool:
         and (Path(root) / "labels.npy").is_file()
 
 
+FIX = "re-export the official-code arrays"
+
+
 def read_official(root: str | Path, prefix_to_modality: dict[str, str], name: str, rich: str,
                   class_names: list[str] | None = None) -> MultiModalData:
     root = Path(root)
     labels_path = root / "labels.npy"
-    if not labels_path.is_file():
-        raise UserError(f"{root}: labels.npy is missing (official-code arrays need it)")
-    labels = np.load(labels_path).astype(np.int64).reshape(-1)
+    labels = integer_labels(read_npy(labels_path, "official-code arrays need labels.npy"), labels_path, FIX)
+    if len(labels) and labels.min() < 0:
+        raise UserError(f"{labels_path}: labels must be >= 0; {FIX}")
     mods = {}
     for prefix, m in prefix_to_modality.items():
         path = official_files(root, prefix)
-        if not path.is_file():
-            raise UserError(f"{root}: {path.name} is missing; expected {', '.join(official_files(root, p).name for p in prefix_to_modality)}")
-        arr = np.load(path, mmap_mode="r")
+        arr = read_npy(path, f"expected {', '.join(official_files(root, p).name for p in prefix_to_modality)}",
+                       mmap=True)
         if arr.ndim != 4 or arr.shape[0] != len(labels):
             raise UserError(f"{path}: expected N x C x H x W with N = {len(labels)} (labels.npy), got {arr.shape}")
-        mods[m] = np.asarray(arr, dtype=np.float32)
+        mods[m] = np.array(arr, dtype=np.float32)  # into memory: trials index random rows every step
     n_classes = int(labels.max()) + 1 if len(labels) else 0
     names = class_names if class_names and len(class_names) >= n_classes else [f"class_{c}" for c in range(n_classes)]
     return MultiModalData(name=name, modalities=mods, labels=labels, class_names=names, rich=rich,
-                          splits=read_official_splits(root, len(labels)), meta={"source": f"official arrays {root}"})
+                          splits=read_official_splits(root, len(labels)), meta={"source": f"official arrays {root}",
+                                                                                "options": {}})
 
 
 def read_official_splits(root: Path, n: int) -> dict[int, Split] | None:
     def load(path: Path) -> np.ndarray:
-        idx = np.load(path).astype(np.int64).reshape(-1)
-        if len(idx) and (idx.min() < 0 or idx.max() >= n):
+        idx = integer_labels(read_npy(path, "re-create the split index files"), path, "re-create the split index files")
+        if len(idx) == 0:
+            raise UserError(f"{path} is empty: every repetition needs train, validation and test rows; re-create "
+                            "the split files (or remove all *_idx*.npy files to use the official split rule)")
+        if idx.min() < 0 or idx.max() >= n:
             raise UserError(f"{path}: row indices outside 0..{n - 1}")
         return idx
 
@@ -74,8 +80,12 @@ def read_official_splits(root: Path, n: int) -> dict[int, Split] | None:
         for r in range(10):
             splits.setdefault(r, Split(*single, repetition=r))
     for r, s in splits.items():
-        if set(s.test.tolist()) & (set(s.train.tolist()) | set(s.val.tolist())):
-            raise UserError(f"{root}: repetition {r}: test rows also appear in train or validation")
+        train, val, test = (set(part.tolist()) for part in (s.train, s.val, s.test))
+        for a, b, what in ((test, train | val, "test rows also appear in train or validation"),
+                           (train, val, "train and validation rows overlap")):
+            if a & b:
+                raise UserError(f"{root}: repetition {r}: {what} ({len(a & b)} rows, e.g. row {min(a & b)}); "
+                                "fix the split index files")
     return splits or None
 
 

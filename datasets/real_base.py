@@ -18,7 +18,7 @@ import numpy as np
 from cmkd.harness.errors import UserError
 
 from .base import MultiModalData
-from .cache import is_cache, read_cache
+from .cache import is_cache, read_cache, read_manifest
 from .official import has_official, read_official
 from .preprocess import apply_stats, percentile_stats
 from .registry import DatasetAdapter
@@ -72,14 +72,27 @@ class RealDataset(DatasetAdapter):
         self.check()
         src = self.source()
         if src == "cache":
+            prepared = dict(read_manifest(self.root, self.name).get("options", {}))
+            differ = {k: v for k, v in self.given.items() if prepared.get(k, self.default_options.get(k)) != v}
+            if differ:
+                k, v = next(iter(differ.items()))
+                raise UserError(f"{self.root} is a cache prepared with {k}={prepared.get(k, self.default_options.get(k))!r}, "
+                                f"not {k}={v!r}: a cache's options cannot change; drop --data-opt {k}, or prepare "
+                                f"another cache with it (cmkd prepare {self.name} --data-opt {k}={v} ...)")
             data = read_cache(self.root, self.name)
             missing = set(self.modality_channels()) - set(data.modalities)
             if missing:
                 raise UserError(f"{self.root}: the cache lacks modality {sorted(missing)}; prepare it with the same options")
             return data
         if src == "official":
+            if self.given:
+                k = next(iter(self.given))
+                raise UserError(f"{self.root} holds official-code arrays, used as they are (already normalised and "
+                                f"sized): option {k} cannot apply; drop --data-opt {k}")
             return read_official(self.root, self._official_map(), self.name, self.rich, list(self.class_names))
-        return self.normalize(self.read_raw())[0]
+        data = self.normalize(self.read_raw())[0]
+        data.meta["options"] = dict(self.options)
+        return data
 
     def normalize(self, raw: MultiModalData) -> tuple[MultiModalData, dict]:
         ns = str(self.options.get("norm_stats", "all"))

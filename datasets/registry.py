@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from cmkd.harness.errors import UserError, unknown
+from cmkd.harness.errors import UserError, check_value, unknown
 
 from .base import MultiModalData
 
@@ -48,7 +48,13 @@ class DatasetAdapter(ABC):
                 f"data set {self.name!r} has no option {bad[0]!r}; valid options: "
                 f"{', '.join(sorted(self.default_options)) or '(none)'}"
             )
+        for key, value in options.items():
+            default = self.default_options[key]
+            if default is not None and type(default) in (int, float, bool, str):
+                check_value(f"data-set option {key}", value, type(default))
         self.root = root
+        #: the options the user gave (a prepared cache or official arrays are checked against these)
+        self.given = dict(options)
         self.options = {**self.default_options, **options}
 
     def modality_channels(self) -> dict[str, int]:

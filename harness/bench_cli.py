@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .errors import UserError
+from .errors import Interrupted, UserError
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -23,8 +23,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.dry_run:
         dry_run(cfg)
         return 0
-    summary = run_bench(cfg, out=args.out, address=args.address or os.environ.get("RAY_ADDRESS") or None,
-                        tracking_uri=args.tracking_uri)
+    try:
+        summary = run_bench(cfg, out=args.out, address=args.address or os.environ.get("RAY_ADDRESS") or None,
+                            tracking_uri=args.tracking_uri)
+    except Interrupted:
+        from .tables import write_all_tables
+
+        try:  # the tables of what finished, gaps marked
+            write_all_tables(bench_folder(cfg, args.out), echo=lambda text: None)
+        except UserError:
+            pass
+        raise
     tables_note = ""
     try:
         from .tables import write_all_tables

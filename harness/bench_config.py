@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
-from .errors import UserError, nearest
+from .errors import UserError, check_fields, check_value, nearest
 
 PROFILES = ("quick", "paper", "smoke")
 SCENARIOS = ("cross-modal", "multi-modal", "ablation")
@@ -33,6 +33,9 @@ class DatasetEntry:
 class Resources:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0  # fractions such as 0.25 pack several trials on one GPU
+
+    def __post_init__(self) -> None:
+        check_fields(self, "resources.")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,16 @@ class BenchConfig:
 
     # ---- validation ----------------------------------------------------------------------------
     def __post_init__(self) -> None:
+        check_fields(self, "")
+        for key, kind in (("seeds", int), ("scenarios", str), ("methods", str), ("lskd", bool), ("ablations", str)):
+            for v in getattr(self, key):
+                check_value(f"every entry of {key}", v, kind)
+        if not isinstance(self.train, TrainConfig):
+            raise UserError(f"train must be a table of train options (e.g. --set train.epochs=5), got {self.train!r}")
+        if not isinstance(self.resources, Resources):
+            raise UserError(f"resources must be a table (e.g. --set resources.cpus_per_trial=2), got {self.resources!r}")
+        if not isinstance(self.method_options, dict) or not all(isinstance(v, dict) for v in self.method_options.values()):
+            raise UserError("method_options must be a table of tables, e.g. --set \"method_options={ctkd={temp_lr=0.01}}\"")
         from cmkd.datasets import DATASETS
         from cmkd.methods import METHODS
         from cmkd.methods.discomkd import ABLATIONS
@@ -69,8 +82,10 @@ class BenchConfig:
         for d in self.datasets:
             if d.name not in DATASETS:
                 raise UserError(f"unknown data set {d.name!r}{nearest(d.name, list(DATASETS))}; valid: {', '.join(sorted(DATASETS))}")
-        if not self.seeds or any(int(s) < 0 for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
-            raise UserError(f"seeds must be distinct non-negative integers, got {list(self.seeds)}")
+        from cmkd.datasets.splits import MAX_REPETITION
+
+        if not self.seeds or any(not 0 <= s <= MAX_REPETITION for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"seeds must be distinct integers in 0..{MAX_REPETITION}, got {list(self.seeds)}")
         for s in self.scenarios:
             if s not in SCENARIOS:
                 raise UserError(f"unknown scenario {s!r}{nearest(s, SCENARIOS)}; valid: {', '.join(SCENARIOS)}")
@@ -120,12 +135,20 @@ class BenchConfig:
                 raise UserError(f"unknown config key {k!r}{nearest(k, valid)}; valid: {', '.join(valid)}")
         if "datasets" in data:
             entries = []
-            for d in data["datasets"]:
+            listed = data["datasets"] if isinstance(data["datasets"], list) else [data["datasets"]]
+            for d in listed:
                 if isinstance(d, str):
                     d = {"name": d}
+                if not isinstance(d, dict) or "name" not in d:
+                    raise UserError(f"a datasets entry must be a name or a table with a name, got {d!r}; "
+                                    "e.g. datasets=[{name='synthetic', options={n_samples=420}}]")
                 bad = set(d) - {"name", "root", "options"}
                 if bad:
                     raise UserError(f"unknown key {sorted(bad)[0]!r} in a datasets entry; valid: name, root, options")
+                check_value("a datasets entry's name", d["name"], str)
+                check_value("a datasets entry's root", d.get("root"), str, optional=True)
+                if not isinstance(d.get("options", {}), dict):
+                    raise UserError(f"a datasets entry's options must be a table, got {d['options']!r}")
                 entries.append(DatasetEntry(d["name"], d.get("root"), dict(d.get("options", {}))))
             data["datasets"] = tuple(entries)
         for k in ("seeds", "scenarios", "methods", "lskd", "ablations"):
@@ -153,9 +176,9 @@ def profile_dict(profile: str) -> dict[str, Any]:
 def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     for k in keys[:-1]:
-        d = d.setdefault(k, {})
-        if not isinstance(d, dict):
+        if not isinstance(d.setdefault(k, {}), dict):
             raise UserError(f"--set {dotted}: {k} is not a table")
+        d = d[k]
     d[keys[-1]] = value
 
 

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any, Sequence
 
-from .errors import UserError
+from .errors import Interrupted, UserError
 
 
 def parse_value(text: str) -> Any:
@@ -76,12 +76,48 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_fields():
+    import typing
+    from dataclasses import fields
+
+    from .config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    return [(f, hints[f.name]) for f in fields(TrainConfig)]
+
+
+def _flag(name: str, default_true: bool = False) -> str:
+    return ("--no-" if default_true else "--") + name.replace("_", "-")
+
+
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``TrainConfig`` field: ``--epochs N``, ``--split-rule R``; a bool that defaults to
+    false is ``--amp``, one that defaults to true is ``--no-augment``."""
+    for f, kind in _train_fields():
+        if kind is bool:
+            parser.add_argument(_flag(f.name, f.default), dest=f.name, action="store_const",
+                                const=not f.default, default=None, help=f"train.{f.name} = {not f.default}")
+        else:
+            parser.add_argument(_flag(f.name), dest=f.name, type=kind, default=None, metavar=f.name.upper(),
+                                help=f"train.{f.name} (default {f.default})")
+
+
+def train_flags(cfg) -> list[str]:
+    """The flags that give ``cfg`` (its non-default fields), the inverse of :func:`add_train_flags`."""
+    out = []
+    for f, kind in _train_fields():
+        value = getattr(cfg, f.name)
+        if value == f.default:
+            continue
+        out += [_flag(f.name, f.default)] if kind is bool else [_flag(f.name), str(value)]
+    return out
+
+
 def _train_config(args: argparse.Namespace):
     from .config import TrainConfig
 
-    fields = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "device": args.device,
-              "amp": args.amp or None, "threads": args.threads, "augment": None if not args.no_augment else False}
-    return TrainConfig(**{k: v for k, v in fields.items() if v is not None})
+    given = {f.name: getattr(args, f.name) for f, _ in _train_fields()}
+    return TrainConfig(**{k: v for k, v in given.items() if v is not None})
 
 
 def _method_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -101,19 +137,25 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .config import TrialSpec
-    from .engine import EpochReport, run_trial
-
+def spec_from_args(args: argparse.Namespace):
+    """The trial spec a ``cmkd train`` command line describes."""
     from cmkd.methods import get_method
+
+    from .config import TrialSpec
 
     cls = get_method(args.method)
     scenario = args.scenario or (cls.teacher_kinds[0] if cls.teacher_kinds else "single")
-    spec = TrialSpec(
+    return TrialSpec(
         dataset=args.dataset, method=args.method, seed=args.seed, modality=args.modality, scenario=scenario,
         method_options=_method_options(args), dataset_options=parse_pairs(args.data_opt, "--data-opt"),
         data_root=args.root, train=_train_config(args),
     )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .engine import EpochReport, run_trial
+
+    spec = spec_from_args(args)
 
     def show(r: EpochReport) -> None:
         f1 = "  ".join(f"{k} {100 * v:5.2f}" for k, v in r.val_f1.items())
@@ -134,8 +176,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # ---- parser ----------------------------------------------------------------------------------
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (the command's usage is one `--help` away)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"cmkd: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cmkd", description="cmkd-bench: cross-modal knowledge distillation benchmark")
+    p = Parser(prog="cmkd", description="cmkd-bench: cross-modal knowledge distillation benchmark")
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("methods", help="list registered methods").set_defaults(func=cmd_methods)
@@ -152,13 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lskd", action="store_true", help="KD students: apply logit standardisation (LSKD)")
     t.add_argument("--ablation", help="discomkd: no-adv, no-mod, no-aux, no-orth, only-inv, only-inf")
     t.add_argument("--opt", action="append", metavar="KEY=VALUE", help="a method option (repeatable)")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
-    t.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (CUDA only)")
-    t.add_argument("--no-augment", action="store_true", help="train without flips and rotations")
-    t.add_argument("--threads", type=int, help="torch CPU threads")
+    add_train_flags(t)
     t.add_argument("--root", help="data root (real data sets)")
     t.add_argument("--data-opt", action="append", metavar="KEY=VALUE", help="a data-set option (repeatable)")
     t.add_argument("--out", help="the trial's folder (default: under --runs, named by the trial)")
@@ -195,6 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"cmkd: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Interrupted as exc:
+        print(f"cmkd: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("cmkd: interrupted; what was finished is kept (trials checkpoint every epoch, caches are written "

@@ -10,12 +10,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .errors import UserError, nearest
+from .errors import UserError, check_fields, check_value, nearest
 
 #: 2: the official split arithmetic and conv1 initialisation became the defaults (issue 17)
 SPEC_VERSION = 2
@@ -29,36 +27,6 @@ def _check_keys(cls, data: dict, what: str) -> None:
     for key in data:
         if key not in valid:
             raise UserError(f"unknown {what} key {key!r}{nearest(key, valid)}; valid: {', '.join(valid)}")
-
-
-def check_value(what: str, value: Any, kind: type, optional: bool = False) -> None:
-    """Refuse a value of the wrong type with a one-line error: an int field takes an int (not 1.5 or
-    true), a float field a finite number, a bool field true/false, a str field text."""
-    if value is None and optional:
-        return
-    if kind is bool:
-        ok = isinstance(value, bool)
-    elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif kind is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    else:
-        ok = isinstance(value, kind)
-    if not ok:
-        name = {bool: "true or false", int: "an integer", float: "a finite number", str: "text"}.get(kind, kind.__name__)
-        raise UserError(f"{what} must be {name}, got {value!r}")
-
-
-def check_fields(obj: Any, what: str) -> None:
-    """Type-check every field of a dataclass instance against its annotation (int, float, bool, str, X | None)."""
-    hints = typing.get_type_hints(type(obj))
-    for f in fields(obj):
-        hint = hints[f.name]
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        optional = len(args) == 1 and type(None) in typing.get_args(hint)
-        kind = args[0] if optional else hint
-        if kind in (int, float, bool, str):
-            check_value(f"{what}{f.name}", getattr(obj, f.name), kind, optional)
 
 
 @dataclass(frozen=True)
@@ -124,6 +92,9 @@ class TrialSpec:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     data_root: str | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
+    #: the content of the data trained on (``MultiModalData.fingerprint``); "" until the data are loaded,
+    #: then part of the identity: the same path with other content is another trial
+    data_fingerprint: str = ""
 
     def __post_init__(self) -> None:
         from cmkd.datasets.splits import MAX_REPETITION
@@ -136,7 +107,8 @@ class TrialSpec:
             raise UserError(f"unknown scenario {self.scenario!r}{nearest(self.scenario, SCENARIOS)}; valid: {', '.join(SCENARIOS)}")
 
     def identity(self) -> dict[str, Any]:
-        """What the trial id hashes: the spec minus where the data lie (the same data may move)."""
+        """What the trial id hashes: the spec, with the data's content instead of where they lie (the same
+        data may move; other data at the same path are another trial)."""
         d = asdict(self)
         d.pop("data_root")
         # device/threads/eval batch do not change what is computed (up to float noise)
@@ -161,3 +133,24 @@ class TrialSpec:
 
     def replace(self, **changes: Any) -> "TrialSpec":
         return dataclasses.replace(self, **changes)
+
+    def differences(self, other: "TrialSpec") -> list[str]:
+        """What differs between two specs' identities, one 'key (this -> other)' per difference."""
+        return identity_differences(self.identity(), other.identity())
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def identity_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    fa, fb = _flat(a), _flat(b)
+    names = {"data_fingerprint": "data content"}
+    return [f"{names.get(k, k)} ({fa.get(k, '-')!r} -> {fb.get(k, '-')!r})"
+            for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]

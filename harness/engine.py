@@ -25,10 +25,11 @@ from cmkd.methods import Batch, Method, get_method
 from cmkd.methods.backbones import kaiming_conv1_
 
 from .augment import augment, strong_augment
-from .config import TrialSpec
+from .config import SPEC_VERSION, TrialSpec
 from .data import data_info, load_data, split_for
 from .errors import UserError
-from .io import read_json, save_torch, write_json
+from .io import atomic_save, read_json, save_torch, write_json
+from .locks import FolderLock
 from .metrics import confusion, weighted_f1
 from .store import CHECKPOINT_FILE, DEFAULT_ROOT, RESULT_FILE, SPEC_FILE, claim_folder, trial_dir, variant_of
 from .teachers import load_teacher
@@ -68,6 +69,9 @@ class TrialResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     code_version: str = cmkd.__version__
     host: str = field(default_factory=socket.gethostname)
+    #: torch CPU threads: the same seed gives the same numbers only with the same thread count (and device)
+    threads: int = 0
+    data_options: dict[str, Any] = field(default_factory=dict)  # the data-set options in force
     reused: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,6 +119,12 @@ def prepare(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str |
     options = method_cls.Options.from_dict(spec.method_options, spec.method)
     if data is None:
         data = load_data(spec.dataset, spec.data_root, spec.dataset_options)
+    content = data.fingerprint()
+    if spec.data_fingerprint and spec.data_fingerprint != content:
+        raise UserError(f"the {spec.dataset} data at {spec.data_root or 'the default root'} have other content "
+                        f"(fingerprint {content}) than this trial was planned on ({spec.data_fingerprint}): the data "
+                        "changed, or this node sees other files; restore them, or run the command again to plan anew")
+    spec = spec.replace(data_fingerprint=content)
     info = data_info(data)
     method_cls.check(info, spec.modality, options)
     if not method_cls.teacher_kinds and spec.scenario in ("cross-modal", "multi-modal"):
@@ -261,7 +271,7 @@ class Engine:
         state = {"epoch": 0, "best": {}, "history": [], "train_time": 0.0, "images": 0, "wall": 0.0}
         ckpt_path = folder / CHECKPOINT_FILE
         if ckpt_path.exists():
-            ckpt = torch.load(ckpt_path, map_location=self.device, weights_only=False)
+            ckpt = torch.load(ckpt_path, map_location=self.device, weights_only=True)  # tensors and plain values only
             self.method.load_state_dict(ckpt["method"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             state = ckpt["state"]
@@ -307,7 +317,8 @@ class Engine:
             split_fingerprint=prep.split.fingerprint(), data_fingerprint=prep.data.fingerprint(),
             n_classes=prep.data.n_classes, out_dir=str(folder),
             teacher=(self.teacher_record or {}).get("out_dir"), history=state["history"], exports=exports,
-            resumed_from=state.get("resumed_from", []),
+            resumed_from=state.get("resumed_from", []), threads=torch.get_num_threads(),
+            data_options=dict(prep.data.meta.get("options", {})),
         )
         write_json(result.to_dict(), folder / RESULT_FILE)
         # the resume state (weights + optimiser moments) is dead weight once the result exists
@@ -319,9 +330,7 @@ def export_model(module: torch.nn.Module, example: torch.Tensor, path: Path, met
     """Save ``module`` as a standalone ``torch.export`` program (any batch size) plus a JSON sidecar."""
     module = module.eval()
     program = torch.export.export(module, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}})
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    torch.export.save(program, tmp)
-    tmp.replace(path)
+    atomic_save(path, lambda tmp: torch.export.save(program, tmp))
     write_json(meta, path.with_suffix(".json"))
 
 
@@ -329,13 +338,23 @@ def run_trial(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str
               on_epoch: Callable[[EpochReport], None] | None = None, data: MultiModalData | None = None) -> TrialResult:
     """Run (or resume, or find finished) one trial. All bad input fails before training starts."""
     prep = prepare(spec, out_dir, runs_root, data)
-    folder = prep.out_dir
+    spec, folder = prep.spec, prep.out_dir
     if (folder / RESULT_FILE).exists():
         result = TrialResult.from_dict(read_json(folder / RESULT_FILE))
+        stale = [f"{what} ({old} -> {new})" for what, old, new in (
+            ("trial id", result.trial_id, spec.trial_id()),
+            ("data content", result.data_fingerprint, prep.data.fingerprint()),
+            ("split", result.split_fingerprint, prep.split.fingerprint())) if old != new]
+        if stale:
+            raise UserError(f"{folder} holds a finished result that does not match this trial: {', '.join(stale)}; "
+                            "remove that folder or choose a new --out")
         result.reused = True
         return result
     engine = Engine(prep, runs_root)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json({"trial_id": spec.trial_id(), "spec": spec.to_dict(), "variant": variant_of(spec)}, folder / SPEC_FILE)
-    prep.split.save(folder / "split.npz")
-    return engine.run(on_epoch)
+    with FolderLock(folder, "trial"):  # one process trains a trial folder at a time
+        if (folder / RESULT_FILE).exists():  # finished by the holder we waited behind
+            return run_trial(spec, out_dir, runs_root, on_epoch, prep.data)
+        write_json({"trial_id": spec.trial_id(), "spec": spec.to_dict(), "variant": variant_of(spec),
+                    "spec_version": SPEC_VERSION}, folder / SPEC_FILE)
+        prep.split.save(folder / "split.npz")
+        return engine.run(on_epoch)

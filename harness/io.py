@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -9,6 +10,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .errors import UserError
+
+
+class DiskFull(UserError):
+    """The disk filled up while writing: one line naming where, never torch's "unexpected pos"."""
+
+
+def disk_full(exc: BaseException, path: Path) -> DiskFull | None:
+    """The :class:`DiskFull` that ``exc`` means when it is a full disk (ENOSPC, or the RuntimeError torch's
+    zip writer raises on a short write), else None."""
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    full = full or (isinstance(exc, RuntimeError) and ("unexpected pos" in str(exc) or "file write failed" in str(exc)))
+    if not full:
+        return None
+    return DiskFull(f"no space left on {path.parent} (writing {path.name}); free some space and run the same command "
+                    "again: what finished is kept")
 
 
 def _atomic(path: Path, write) -> None:
@@ -20,8 +38,25 @@ def _atomic(path: Path, write) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)  # no half-written leftovers for the rest of the sweep to trip on
+        full = disk_full(exc, path)
+        if full is not None:
+            raise full from None
+        raise
+
+
+def atomic_save(path: Path, save) -> None:
+    """``save(tmp_path)`` for writers that want a path (``torch.export.save``), renamed into place."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        full = disk_full(exc, path)
+        if full is not None:
+            raise full from None
         raise
 
 

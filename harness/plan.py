@@ -65,13 +65,14 @@ def build_plan(cfg: BenchConfig) -> list[PlannedTrial]:
     for entry in cfg.datasets:
         data = load_data(entry.name, entry.root, entry.options)  # fails early on missing data
         info = data_info(data)
+        content = data.fingerprint()  # trials are tied to the content planned on; workers check it
         mods = list(info.channels)
         for seed in cfg.seeds:
             def spec(method: str, modality: str | None = None, scenario: str = "single", **opts) -> TrialSpec:
                 options = {**cfg.method_options.get(method, {}), **opts}
                 return TrialSpec(dataset=entry.name, method=method, seed=seed, modality=modality, scenario=scenario,
                                  method_options=options, dataset_options=dict(entry.options), data_root=entry.root,
-                                 train=cfg.train)
+                                 train=cfg.train, data_fingerprint=content)
 
             scen = set(cfg.scenarios)
             if scen & {"cross-modal", "multi-modal"}:

@@ -17,10 +17,21 @@ def load_exported(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no model file {path}; exported models are the model_<modality>.pt2 files of a trial folder")
+    import logging
+    import warnings
+
+    quiet = logging.getLogger("torch")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # torch logs a traceback-looking warning for a foreign file
     try:
-        return torch.export.load(str(path)).module()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.export.load(str(path)).module()
     except Exception as exc:  # a wrong or corrupt file
-        raise UserError(f"{path} is not a torch.export program ({type(exc).__name__}); pass a model_<modality>.pt2 file")
+        raise UserError(f"{path} is not a torch.export program ({type(exc).__name__}); pass a model_<modality>.pt2 "
+                        "file") from None
+    finally:
+        quiet.setLevel(level)
 
 
 def predict(model, array: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -40,7 +51,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     src = Path(args.input)
     if not src.is_file():
         raise UserError(f"no input file {src}; pass a .npy array N x C x H x W")
-    array = np.load(src)
+    from cmkd.datasets.base import read_npy
+
+    array = read_npy(src, "pass a .npy array N x C x H x W of numbers")
     if array.ndim == 3:
         array = array[None]
     if array.ndim != 4:
@@ -48,6 +61,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if meta and array.shape[1] != meta["channels"]:
         raise UserError(f"{src}: the model reads {meta['channels']} channel(s) ({meta['modality']}), "
                         f"the array has {array.shape[1]}")
+    if meta.get("image_size") and list(array.shape[2:]) != list(meta["image_size"]):
+        h, w = meta["image_size"]
+        raise UserError(f"{src}: the model reads {h} x {w} images (as trained), the array has "
+                        f"{array.shape[2]} x {array.shape[3]}; resize the input as in training")
     pred = predict(model, array)
     names = meta.get("class_names")
     for i, p in enumerate(pred):

@@ -34,8 +34,16 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     t_read = time.perf_counter() - t0
     data, norm = adapter.normalize(raw)
     t1 = time.perf_counter()
-    out = write_cache(args.out, data, {"source": str(Path(args.root).resolve()), "options": adapter.options,
-                                       "normalisation": norm, "read_seconds": round(t_read, 3)})
+    try:
+        out = write_cache(args.out, data, {"source": str(Path(args.root).resolve()), "options": adapter.options,
+                                           "normalisation": norm, "read_seconds": round(t_read, 3)})
+    except OSError as exc:
+        from .io import disk_full
+
+        full = disk_full(exc, Path(args.out) / "cache")
+        if full is not None:
+            raise full from None
+        raise
     t_write = time.perf_counter() - t1
     t2 = time.perf_counter()
     read_cache(out, args.dataset)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import TrialSpec
+from .config import SPEC_VERSION, TrialSpec, identity_differences
 from .errors import UserError
 from .io import read_json
 
@@ -19,7 +19,7 @@ RESULT_FILE = "result.json"
 SPEC_FILE = "spec.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 #: files a caller may put in a trial folder before the engine claims it (the sweep's MLflow run id)
-SIDE_FILES = {"mlflow_run_id.txt"}
+SIDE_FILES = {"mlflow_run_id.txt", ".lock"}
 
 
 def variant_of(spec: TrialSpec) -> str:
@@ -49,15 +49,30 @@ def load_result(folder: str | Path) -> dict:
     return read_json(Path(folder) / RESULT_FILE)
 
 
+def describe_other(other: dict, spec: TrialSpec) -> str:
+    """What differs between a stored spec.json / result.json record and ``spec`` ('' when unreadable)."""
+    try:
+        diff = identity_differences(TrialSpec.from_dict(other["spec"]).identity(), spec.identity())
+    except (KeyError, TypeError, UserError):
+        return ""
+    if not diff:  # same spec, other identity rules: written by a cmkd whose numbers differ
+        diff = [f"spec_version ({other.get('spec_version', 1)!r} -> {SPEC_VERSION!r}): another cmkd version"]
+    return ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")
+
+
 def claim_folder(folder: Path, spec: TrialSpec) -> None:
-    """Make ``folder`` this trial's, or refuse if it holds another run."""
+    """Make ``folder`` this trial's, or refuse if it holds another run (naming what differs)."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"output folder {folder} is a file; choose a new --out")
     spec_path = folder / SPEC_FILE
     if spec_path.exists():
         other = read_json(spec_path)
         if other.get("trial_id") != spec.trial_id():
+            diff = describe_other(other, spec)
             raise UserError(
                 f"output folder {folder} holds another run (trial {other.get('trial_id')}, method "
-                f"{other.get('spec', {}).get('method')}); choose a new --out or remove that folder"
+                f"{other.get('spec', {}).get('method')}{'; differs in ' + diff if diff else ''}); "
+                "choose a new --out or remove that folder"
             )
     elif folder.exists() and any(p.name not in SIDE_FILES for p in folder.iterdir()):
         raise UserError(f"output folder {folder} is not empty and holds no cmkd run; choose a new --out")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,8 +21,9 @@ import cmkd
 
 from .bench_config import BenchConfig
 from .config import TrialSpec
-from .errors import UserError
+from .errors import Interrupted, UserError
 from .io import read_json, write_json
+from .locks import FolderLock
 from .plan import PlannedTrial, build_plan
 from .results import ResultsStore
 from .store import variant_of
@@ -59,7 +61,7 @@ def bench_trainable(config: dict[str, Any]) -> None:
                                  "modality": str(spec.modality or "all"), "seed": str(spec.seed),
                                  "trial_id": t["trial_id"], "teacher_id": str(t["teacher_id"] or ""),
                                  "config_hash": t["config_hash"], "code_version": cmkd.__version__},
-                           params={"spec": spec.to_dict()})
+                           params={"spec": spec.to_dict(), "method": resolved_options(spec)})
     record["mlflow_run_id"] = tracker.run_id
     try:
         if t.get("inject_failure") and t["inject_failure"] in t["name"]:
@@ -75,6 +77,10 @@ def bench_trainable(config: dict[str, Any]) -> None:
         if not t["keep_weights"]:  # nobody loads this trial's weights: free the disk (tens of MB per trial)
             for f in [*folder.glob("best_*.pt"), *folder.glob("model_*.pt2")]:
                 f.unlink()
+    except (SystemExit, KeyboardInterrupt):
+        # the driver stopped this trial (Ctrl-C, SIGTERM): not a failure; its checkpoint resumes it
+        tracker.fail(None)
+        raise
     except BaseException as exc:
         tracker.fail(exc)
         store.put({**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]})
@@ -87,6 +93,14 @@ def bench_trainable(config: dict[str, Any]) -> None:
                "resumed_from": result.resumed_from})
     if result.reused:
         tune.report({"finished": 1})
+
+
+def resolved_options(spec: TrialSpec) -> dict[str, Any]:
+    """Every option of the trial's method, defaults included (what produced the numbers, not only what was set)."""
+    from cmkd.methods import get_method
+
+    cls = get_method(spec.method)
+    return cls.Options.from_dict(spec.method_options, spec.method).to_dict()
 
 
 def _release_memory() -> None:
@@ -219,8 +233,48 @@ def resolve_device(cfg: BenchConfig, cluster_gpus: float) -> BenchConfig:
     return cfg
 
 
+class StopSignals:
+    """SIGINT / SIGTERM stop the benchmark honestly: no new trial is scheduled (Tune is asked to end the
+    stage; its running trials keep their last epoch's checkpoint), no later stage starts, what finished is
+    kept, and the run ends with :class:`Interrupted` (exit 130 / 143). A second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.fitting = False  # inside Tune's fit(): ask Tune to stop (SIGUSR1, its own stop signal)
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is not None:
+            raise Interrupted(self.signum, "interrupted twice: stopped at once; run the same command to resume")
+        self.signum = signum
+        if self.fitting:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        else:
+            raise Interrupted(signum, "interrupted before the next stage started; run the same command to resume")
+
+    def __enter__(self) -> "StopSignals":
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # this handler, not Tune's, owns Ctrl-C
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
 def check_address(address: str | None) -> None:
-    """An explicit HOST:PORT that does not answer fails now, not after a long connection retry."""
+    """A malformed address, or an explicit HOST:PORT that does not answer, fails now (before anything is
+    written), not after a long connection retry."""
+    if not address or address == "auto" or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address takes auto, HOST:PORT or ray://HOST:PORT (what `ray start --head` prints), "
+                        f"got {address!r}")
     if address and address != "auto" and ":" in address and "://" not in address:
         import socket
 
@@ -256,24 +310,38 @@ def _say(text: str) -> None:
 
 def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | None = None,
               tracking_uri: str | None = None, say: Callable[[str], None] = _say) -> BenchSummary:
-    from .tracking import check_uri, default_uri, setup_experiment
+    from .tracking import check_uri, default_uri
 
     t_start = time.time()
     folder = bench_folder(cfg, out)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--out {folder} is a file; pass a folder")
     uri = tracking_uri or default_uri(folder)
-    check_uri(uri) if tracking_uri else None
+    check_uri(uri)
     plan = build_plan(cfg)  # validates data, methods and teachers before anything starts
     if cfg.resources.gpus_per_trial > 0 and not address:
         import torch
 
         cfg = resolve_device(cfg, float(torch.cuda.device_count()))
     check_address(address)
-    claim_bench(folder, cfg)
+    with FolderLock(folder, "bench") as lock:
+        try:
+            ray = init_ray(address, WORKER_ENV)
+        except UserError:
+            lock.discard_if_new()
+            raise
+        with StopSignals() as stop:  # after ray.init, whose core installs a SIGTERM handler of its own
+            claim_bench(folder, cfg)
+            return _run_locked(cfg, plan, folder, uri, address, ray, stop, say, t_start)
+
+
+def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: str, address: str | None, ray,
+                stop: StopSignals, say: Callable[[str], None], t_start: float) -> BenchSummary:
+    from .tracking import setup_experiment
+
     experiment = f"cmkd-{cfg.name}-{cfg.config_hash()}"
     exp_id = setup_experiment(uri, experiment, folder / "mlartifacts", {"config_hash": cfg.config_hash(),
                                                                         "profile": cfg.name})
-    env = WORKER_ENV
-    ray = init_ray(address, env)
     if address and cfg.resources.gpus_per_trial > 0:
         cfg = resolve_device(cfg, float(ray.cluster_resources().get("GPU", 0)))
     store = ResultsStore(folder / "results")
@@ -283,6 +351,8 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | No
     say(f"benchmark {cfg.name} ({cfg.config_hash()}): {len(plan)} trials planned, {len(done)} already finished; "
         f"output {folder}")
     for stage in (1, 2):
+        if stop.signum is not None:
+            break  # an interrupted stage 1 must not let its students start
         todo = []
         for p in (p for p in plan if p.stage == stage and p.trial_id not in done):
             if p.teacher_id and store.status(p.teacher_id) != "finished":
@@ -293,10 +363,17 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | No
             todo.append(p)
         if todo:
             say(f"stage {stage}: {len(todo)} trials")
-            run_stage(stage, todo, cfg, folder, runs_root, uri, exp_id, progress)
+            stop.fitting = True
+            try:
+                run_stage(stage, todo, cfg, folder, runs_root, uri, exp_id, progress)
+            finally:
+                stop.fitting = False
         done = {p.trial_id for p in plan if store.status(p.trial_id) == "finished"}
     store.write_parquet(folder / "results.parquet")
     statuses = [store.status(p.trial_id) for p in plan]
+    if stop.signum is not None:
+        raise Interrupted(stop.signum, f"interrupted: {statuses.count('finished')}/{len(plan)} trials finished "
+                                       f"(kept in {folder}); run the same command to resume")
     summary = BenchSummary(folder, experiment, uri, statuses.count("finished"), statuses.count("failed"),
                            statuses.count("skipped"), len(plan), time.time() - t_start)
     say(progress.best())

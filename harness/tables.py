@@ -376,14 +376,20 @@ def load_rows(folder: str | Path) -> pd.DataFrame:
 def rows_from_mlflow(uri: str, experiment: str) -> pd.DataFrame:
     from .tracking import finished_runs
 
-    df = finished_runs(uri, experiment)
+    try:
+        df = finished_runs(uri, experiment)
+    except UserError:
+        raise
+    except Exception as exc:  # a store MLflow cannot read
+        raise UserError(f"cannot read MLflow experiment {experiment!r} at {uri} ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200]})") from None
     if df.empty:
         raise UserError(f"MLflow experiment {experiment!r} has no finished runs")
     out = []
     for _, r in df.iterrows():
         for col in df.columns:
-            if col.startswith("metrics.test_f1_") and not pd.isna(r[col]):
-                key = col[len("metrics.test_f1_"):]
+            if col.startswith("metrics.test_f1/") and not pd.isna(r[col]):
+                key = col[len("metrics.test_f1/"):]
                 out.append({"dataset": r["tags.dataset"], "scenario": r["tags.scenario"], "method": r["tags.method"],
                             "variant": r.get("tags.variant", "") or "", "modality": key, "seed": int(r["tags.seed"]),
                             "test_f1": float(r[col]), "status": "finished", "trial_id": r["tags.trial_id"],

@@ -14,6 +14,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
     sources = sum(bool(x) for x in (args.from_dir, args.experiment, args.paper))
     if sources != 1:
         raise UserError("give exactly one source: --from BENCH_FOLDER, --experiment NAME (with --tracking-uri), or --paper")
+    tables = parse_tables(args.tables)
     rows = None
     if args.paper:
         cells = cells_from_paper()
@@ -21,6 +22,9 @@ def cmd_tables(args: argparse.Namespace) -> int:
     elif args.experiment:
         if not args.tracking_uri:
             raise UserError("--experiment needs --tracking-uri (e.g. sqlite:////abs/path/mlflow.db or http://host:5000)")
+        from .tracking import check_uri
+
+        check_uri(args.tracking_uri, must_exist=True)  # reading: never create a store, never hang on a dead server
         rows = rows_from_mlflow(args.tracking_uri, args.experiment)
         cells = cells_from_results(rows)
         out = Path(args.out or f"results/{args.experiment}-tables")
@@ -28,11 +32,19 @@ def cmd_tables(args: argparse.Namespace) -> int:
         rows = load_rows(args.from_dir)
         cells = cells_from_results(rows)
         out = Path(args.out or Path(args.from_dir) / "tables")
-    tables = tuple(int(t) for t in args.tables.split(",")) if args.tables else (1, 2, 3, 4)
     write_report(cells, out, rows, std=args.std, compare=args.compare_paper, tables=tables)
     print(f"written: {out}/ (tables.md, tables.tex, table<N>.csv, table<N>.png, cells.csv"
           + (", results.parquet, cost.csv)" if rows is not None else ")"))
     return 0
+
+
+def parse_tables(text: str | None) -> tuple[int, ...]:
+    if not text:
+        return (1, 2, 3, 4)
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p in ("1", "2", "3", "4") for p in parts):
+        raise UserError(f"--tables takes table numbers 1-4 separated by commas (e.g. 1,2), got {text!r}")
+    return tuple(dict.fromkeys(int(p) for p in parts))
 
 
 def add_parser(sub) -> None:

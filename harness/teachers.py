@@ -6,6 +6,7 @@ the ``teacher-mm`` trial. Both must have been trained on the student's split.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import torch
@@ -15,7 +16,7 @@ from cmkd.methods import DataInfo, get_method
 
 from .config import TrialSpec
 from .errors import UserError
-from .store import is_finished, load_result, trial_dir
+from .store import describe_other, is_finished, load_result, trial_dir
 
 TEACHER_METHOD = {"cross-modal": "student", "multi-modal": "teacher-mm"}
 
@@ -31,28 +32,45 @@ def teacher_spec(spec: TrialSpec, kind: str, info: DataInfo) -> TrialSpec:
         dataset_options=spec.dataset_options,
         data_root=spec.data_root,
         train=spec.train,
+        data_fingerprint=spec.data_fingerprint,
     )
 
 
 def train_command(tspec: TrialSpec, runs_root: str | Path) -> str:
-    cmd = f"cmkd train --method {tspec.method} --dataset {tspec.dataset} --seed {tspec.seed}"
+    """The ``cmkd train`` command that trains exactly ``tspec`` (every train option that is not the default)."""
+    from .cli import train_flags
+
+    parts = ["cmkd", "train", "--method", tspec.method, "--dataset", tspec.dataset, "--seed", str(tspec.seed)]
     if tspec.modality:
-        cmd += f" --modality {tspec.modality}"
-    cmd += f" --epochs {tspec.train.epochs} --batch-size {tspec.train.batch_size} --runs {runs_root}"
+        parts += ["--modality", tspec.modality]
+    parts += train_flags(tspec.train)
+    for k, v in sorted(tspec.method_options.items()):
+        parts += ["--opt", f"{k}={_text(v)}"]
     for k, v in sorted(tspec.dataset_options.items()):
-        cmd += f" --data-opt {k}={v}"
+        parts += ["--data-opt", f"{k}={_text(v)}"]
     if tspec.data_root:
-        cmd += f" --root {tspec.data_root}"
-    return cmd
+        parts += ["--root", str(tspec.data_root)]
+    parts += ["--runs", str(runs_root)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _text(v) -> str:
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
 
 
 def find_teacher(spec: TrialSpec, kind: str, info: DataInfo, runs_root: str | Path) -> Path:
     tspec = teacher_spec(spec, kind, info)
     folder = trial_dir(runs_root, tspec)
     if not is_finished(folder):
+        near = ""
+        for other in sorted(folder.parent.glob(f"seed{tspec.seed}-*")):
+            if is_finished(other):
+                diff = describe_other(load_result(other), tspec)
+                near = f"; {other} is a finished {kind} teacher for this seed but differs in {diff}" if diff else ""
+                break
         raise UserError(
             f"no finished {kind} teacher for {spec.dataset} seed {spec.seed} under {runs_root} "
-            f"(looked for {folder}); train it first: {train_command(tspec, runs_root)}"
+            f"(looked for {folder}){near}; train it first: {train_command(tspec, runs_root)}"
         )
     return folder
 
@@ -71,8 +89,8 @@ def load_teacher(
         )
     if result["data_fingerprint"] != data_fingerprint or result["n_classes"] != info.n_classes:
         raise UserError(
-            f"teacher {folder} was trained on other data (classes or labels differ from the student's); "
-            "retrain the teacher on this data set"
+            f"teacher {folder} was trained on other data content (fingerprint {result['data_fingerprint']}, "
+            f"student's {data_fingerprint}); retrain the teacher on this data: {train_command(teacher_spec(spec, kind, info), runs_root)}"
         )
     tspec = TrialSpec.from_dict(result["spec"])
     cls = get_method(tspec.method)

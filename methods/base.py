@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from cmkd.harness.errors import UserError, nearest
+from cmkd.harness.errors import UserError, check_fields, nearest
 
 #: the prediction key of a model that reads every modality (the multi-modal teacher)
 FUSED = "all"
@@ -55,6 +55,9 @@ class Batch:
 @dataclass(frozen=True)
 class MethodOptions:
     """Base for a method's options: unknown keys and bad values fail before any compute."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, "option ")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, method: str) -> "MethodOptions":

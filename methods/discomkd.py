@@ -57,6 +57,7 @@ class DisCoMKDOptions(MethodOptions):
     w_perp: float = 1.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.preset:
             if self.preset not in PRESETS:
                 raise UserError(f"unknown DisCoM-KD preset {self.preset!r}; valid: {', '.join(PRESETS)}")

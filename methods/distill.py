@@ -26,6 +26,7 @@ class DistillOptions(MethodOptions):
     signed: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name, value in self.__dict__.items():
             if isinstance(value, bool) or value is None or name in self.signed:
                 continue

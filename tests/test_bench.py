@@ -18,23 +18,11 @@ from cmkd.harness.cli import main
 from cmkd.harness.errors import UserError
 from cmkd.harness.plan import build_plan
 from cmkd.harness.results import ResultsStore
-from cmkd.harness.sweep import WORKER_ENV, resolve_device, run_bench
+from cmkd.harness.sweep import resolve_device, run_bench
 
 pytestmark = pytest.mark.ray
 
 SMALL = ["methods=['kdv1', 'mlkd']", "ablations=['no-adv']", "log_checkpoints=true"]
-
-
-@pytest.fixture(scope="session")
-def ray_session():
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=150 * 2**20, log_to_driver=False,
-             runtime_env={"env_vars": WORKER_ENV})
-    yield ray
-    ray.shutdown()
 
 
 def _runs(uri: str, experiment: str):
@@ -55,16 +43,32 @@ def test_smoke_benchmark_one_run_and_one_result_per_trial_students_after_teacher
     runs = _runs(summary.tracking_uri, summary.experiment)
     assert len(runs) == len(plan) and set(runs["status"]) == {"FINISHED"}
     assert sorted(runs["tags.trial_id"]) == sorted(p.trial_id for p in plan)
-    assert {"metrics.val_f1_depth", "metrics.test_f1_depth", "metrics.train_loss"} <= set(runs.columns)
+    assert {"metrics.val_f1/depth", "metrics.test_f1/depth", "metrics.best_val_f1/depth", "metrics.best_epoch/depth",
+            "metrics.train/loss"} <= set(runs.columns)
+    assert not any(c.startswith("metrics.val_f1_") for c in runs.columns)
+    # the per-epoch series is a clean curve: one point per epoch, none at a summary step
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(summary.tracking_uri)
+    student = runs[(runs["tags.method"] == "student") & (runs["tags.modality"] == "depth")].iloc[0]
+    curve = client.get_metric_history(student.run_id, "val_f1/depth")
+    assert [m.step for m in curve] == [1]  # smoke: one epoch
+    # what produced the run: resolved options (defaults included), train config, data options, fingerprints
+    dkd = runs[runs["tags.method"] == "mlkd"].iloc[0]
+    assert dkd["params.method.t0"] == "4.0" and dkd["params.method.ce_weight"] == "0.1" and dkd["params.method.lskd"] in ("True", "False")
+    assert dkd["params.spec.train.lr"] == "0.001" and dkd["params.spec.train.split_rule"] == "official"
+    assert dkd["params.data.n_samples"] == "120" and len(dkd["params.spec.data_fingerprint"]) == 32
+    assert len(dkd["params.resolved.split_fingerprint"]) == 16 and dkd["params.resolved.threads"] == "1"
+    assert dkd["tags.mlflow.source.name"] == "cmkd" and dkd["tags.mlflow.user"]
+    assert len(dkd["tags.mlflow.source.git.commit"]) == 40
+    exp = client.get_experiment_by_name(summary.experiment)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     # every distilled student started after its teacher had finished
     by_trial = runs.set_index("tags.trial_id")
     for p in plan:
         if p.teacher_id:
             assert by_trial.loc[p.trial_id, "start_time"] >= by_trial.loc[p.teacher_id, "end_time"], p.name
     # artifacts: confusion matrices and DisCoM-KD's exported models
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(summary.tracking_uri)
     disco = runs[(runs["tags.method"] == "discomkd") & (runs["tags.variant"] == "")].iloc[0]
     names = {a.path for a in client.list_artifacts(disco.run_id)} | {a.path for a in client.list_artifacts(disco.run_id, "models")}
     assert {"confusion_rgb.json", "result.json", "models/model_rgb.pt2"} <= names

@@ -52,7 +52,8 @@ def _method(store, name, scenario="cross-modal", modality="depth", **opts):
 
     data = load_data("synthetic", None, TINY_DATA)
     info = data_info(data)
-    spec = tiny_spec(method=name, modality=modality, scenario=scenario, method_options=opts)
+    spec = tiny_spec(method=name, modality=modality, scenario=scenario, method_options=opts,
+                     data_fingerprint=data.fingerprint())
     teacher, _ = load_teacher(spec, scenario, info, make_split(data.labels, 0).fingerprint(), data.fingerprint(),
                               store, torch.device("cpu"))
     cls = get_method(name)
@@ -133,7 +134,8 @@ def test_teacher_with_another_split_or_classes_is_refused(store, tmp_path, field
     import shutil
 
     data = load_data("synthetic", None, TINY_DATA)
-    tspec = teacher_spec(tiny_spec(method="kdv1", modality="depth"), "cross-modal", data_info(data))
+    tspec = teacher_spec(tiny_spec(method="kdv1", modality="depth", data_fingerprint=data.fingerprint()), "cross-modal",
+                         data_info(data))
     src = find_teacher(tspec, "cross-modal", data_info(data), store)
     root = tmp_path / "store"
     shutil.copytree(src, root / src.relative_to(store))

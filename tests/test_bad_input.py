@@ -1,0 +1,185 @@
+"""Every bad input is one line on stderr, exit 2, before any compute, and leaves nothing behind.
+
+One table: each row names how to set the input up (a tiny real file in a real format where one is
+needed), the command, and a piece of the message that must name the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cmkd.harness.cli import main
+from helpers import TINY_DATA
+
+SYN = ["--dataset", "synthetic", "--data-opt", f"n_samples={TINY_DATA['n_samples']}",
+       "--data-opt", f"image_size={TINY_DATA['image_size']}"]
+STUDENT = ["train", "--method", "student", "--modality", "rgb", "--epochs", "1", *SYN]
+
+
+# ---- set-ups: each writes real files under tmp and returns the words to substitute into the command ----
+def official(tmp: Path, **broken) -> Path:
+    root = tmp / "arrays"
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    np.save(root / "RGB_data_normalized.npy", rng.random((66, 3, 16, 16), dtype=np.float32))
+    np.save(root / "DEPTH_data_normalized.npy", rng.random((66, 1, 16, 16), dtype=np.float32))
+    np.save(root / "labels.npy", np.repeat(np.arange(6), 11))
+    for name, content in broken.items():
+        path = root / name
+        if isinstance(content, str) and content == "truncated":
+            path.write_bytes(path.read_bytes()[:200])
+        elif isinstance(content, str) and content == "garbage":
+            path.write_bytes(b"not an npy file at all")
+        else:
+            np.save(path, content)
+    return root
+
+
+def cache(tmp: Path, **broken) -> Path:
+    from cmkd.datasets.cache import write_cache
+
+    data = official(tmp / "src")
+    from cmkd.datasets.official import read_official
+
+    d = read_official(data, {"RGB": "rgb", "DEPTH": "depth"}, "sunrgbd", "rgb", [f"c{i}" for i in range(10)])
+    root = write_cache(tmp / "cache", d, {"options": {"image_size": 16, "norm_stats": "all", "depth_dir": "depth_bfx",
+                                                      "list_file": "", "mapping_file": ""}})
+    for name, content in broken.items():
+        path = root / name
+        if content == "truncated":
+            path.write_bytes(path.read_bytes()[:300])
+        elif content == "missing":
+            path.unlink()
+        else:
+            path.write_text(content)
+    return root
+
+
+class TinyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(1, 4, 3), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head(self.conv(x).mean((2, 3)))
+
+
+def exported(tmp: Path, garbage: bool = False) -> Path:
+    from cmkd.harness.engine import export_model
+
+    path = tmp / "model_depth.pt2"
+    if garbage:
+        path.write_bytes(b"PK\x03\x04 this is no torch.export program")
+        return path
+    export_model(TinyNet(), torch.zeros(2, 1, 16, 16), path, {"modality": "depth", "channels": 1, "image_size": [16, 16],
+                                                         "class_names": ["a", "b", "c"]})
+    np.save(tmp / "x.npy", np.zeros((2, 1, 24, 24), np.float32))
+    return path
+
+
+def corrupt_db(tmp: Path) -> Path:
+    out = tmp / "bench"
+    out.mkdir()
+    (out / "mlflow.db").write_bytes(b"this is not sqlite" * 100)
+    return out
+
+
+def mlflow_db(tmp: Path) -> Path:
+    path = tmp / "corrupt.db"
+    path.write_bytes(b"garbage" * 1000)
+    return path
+
+
+def a_file(tmp: Path) -> Path:
+    path = tmp / "afile"
+    path.write_text("x")
+    return path
+
+
+CASES = [
+    # bench config values, parsed against the typed config
+    ("set-epochs-text", None, ["bench", "--profile", "smoke", "--set", "train.epochs=abc", "--dry-run"], "train.epochs must be an integer, got 'abc'"),
+    ("set-epochs-float", None, ["bench", "--profile", "smoke", "--set", "train.epochs=1.5", "--dry-run"], "train.epochs must be an integer, got 1.5"),
+    ("set-epochs-bool", None, ["bench", "--profile", "smoke", "--set", "train.epochs=true", "--dry-run"], "train.epochs must be an integer, got True"),
+    ("set-seeds-text", None, ["bench", "--profile", "smoke", "--set", "seeds=abc", "--dry-run"], "every entry of seeds must be an integer"),
+    ("set-seeds-huge", None, ["bench", "--profile", "smoke", "--set", "seeds=[99999999]", "--dry-run"], "seeds must be distinct integers in 0..4294967"),
+    ("set-train-scalar", None, ["bench", "--profile", "smoke", "--set", "train=5", "--dry-run"], "train must be a table"),
+    ("set-cpus-text", None, ["bench", "--profile", "smoke", "--set", "resources.cpus_per_trial=x", "--dry-run"], "resources.cpus_per_trial must be a finite number"),
+    ("set-lskd-yes", None, ["bench", "--profile", "smoke", "--set", "lskd=yes", "--dry-run"], "every entry of lskd must be true or false, got 'yes'"),
+    ("set-datasets-scalar", None, ["bench", "--profile", "smoke", "--set", "datasets=5", "--dry-run"], "a datasets entry must be a name or a table"),
+    # train options, seeds, method and data-set options
+    ("seed-overflow", None, [*STUDENT, "--seed", "99999999"], "seed must lie in 0..4294967"),
+    ("seed-text", None, [*STUDENT, "--seed", "abc"], "argument --seed: invalid int value: 'abc'"),
+    ("opt-nan", None, ["train", "--method", "discomkd", "--epochs", "1", *SYN, "--opt", "w_adv=nan"], "option w_adv must be a finite number, got nan"),
+    ("opt-text-for-number", None, ["train", "--method", "discomkd", "--epochs", "1", *SYN, "--opt", "grl_lambda=abc"], "option grl_lambda must be a finite number, got 'abc'"),
+    ("opt-number-for-bool", None, ["train", "--method", "kdv1", "--modality", "depth", "--epochs", "1", *SYN, "--opt", "lskd=5"], "option lskd must be true or false, got 5"),
+    ("data-opt-text", None, ["train", "--method", "student", "--modality", "rgb", "--dataset", "synthetic", "--data-opt", "n_samples=abc"], "data-set option n_samples must be an integer, got 'abc'"),
+    ("epochs-flag-zero", None, [*STUDENT[:-2], "--epochs", "0"], "epochs must be a positive integer"),
+    # official-code arrays
+    ("official-truncated", lambda t: official(t, **{"RGB_data_normalized.npy": "truncated"}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "is not a readable .npy array"),
+    ("official-strings", lambda t: official(t, **{"DEPTH_data_normalized.npy": np.full((66, 1, 2, 2), "a")}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "holds <U1 values, not numbers"),
+    ("official-labels-garbage", lambda t: official(t, **{"labels.npy": "garbage"}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "labels.npy is not a readable .npy array"),
+    ("official-labels-strings", lambda t: official(t, **{"labels.npy": np.array(["x"] * 66)}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "labels.npy holds <U1 values"),
+    ("official-labels-fractional", lambda t: official(t, **{"labels.npy": np.linspace(0, 5, 66)}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "labels must be whole numbers"),
+    ("official-empty-valid-idx", lambda t: official(t, **{"train_idx.npy": np.arange(40), "valid_idx.npy": np.zeros(0, np.int64), "test_idx.npy": np.arange(50, 66)}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "valid_idx.npy is empty"),
+    ("official-train-val-overlap", lambda t: official(t, **{"train_idx.npy": np.arange(40), "valid_idx.npy": np.arange(35, 45), "test_idx.npy": np.arange(50, 66)}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "train and validation rows overlap (5 rows, e.g. row 35)"),
+    ("official-ignores-options", lambda t: official(t), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1", "--data-opt", "image_size=8"], "option image_size cannot apply"),
+    # prepared caches
+    ("cache-truncated", lambda t: cache(t, **{"rgb.npy": "truncated"}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "rgb.npy is not a readable .npy array"),
+    ("cache-manifest-corrupt", lambda t: cache(t, **{"manifest.json": "{not json"}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "manifest.json is unreadable or incomplete"),
+    ("cache-no-labels", lambda t: cache(t, **{"labels.npy": "missing"}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "labels.npy is missing"),
+    ("cache-other-image-size", lambda t: cache(t), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1", "--data-opt", "image_size=8"], "is a cache prepared with image_size=16, not image_size=8"),
+    ("cache-other-norm-stats", lambda t: cache(t), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1", "--data-opt", "norm_stats=train:0"], "prepared with norm_stats='all'"),
+    # tables
+    ("tables-corrupt-db", mlflow_db, ["tables", "--experiment", "X", "--tracking-uri", "sqlite:///{}", "--out", "{tmp}/t"], "is not a readable SQLite database"),
+    ("tables-missing-db", lambda t: t / "none.db", ["tables", "--experiment", "X", "--tracking-uri", "sqlite:///{}", "--out", "{tmp}/t"], "none.db does not exist"),
+    ("tables-unreachable-server", None, ["tables", "--experiment", "X", "--tracking-uri", "http://127.0.0.1:9", "--out", "{tmp}/t"], "cannot reach the MLflow tracking server"),
+    ("tables-letters", None, ["tables", "--paper", "--tables", "a", "--out", "{tmp}/t"], "--tables takes table numbers 1-4"),
+    ("tables-five", None, ["tables", "--paper", "--tables", "5", "--out", "{tmp}/t"], "--tables takes table numbers 1-4"),
+    # bench: stores, folders, addresses (before anything is written)
+    ("bench-no-driver", None, ["bench", "--profile", "smoke", "--out", "{tmp}/b", "--tracking-uri", "mssql+pyodbc://u:p@localhost/db"], "its database driver is not installed"),
+    ("bench-corrupt-db", corrupt_db, ["bench", "--profile", "smoke", "--out", "{}"], "mlflow.db is not a readable SQLite database"),
+    ("bench-out-is-file", a_file, ["bench", "--profile", "smoke", "--out", "{}"], "is a file"),
+    ("bench-address-word", None, ["bench", "--profile", "smoke", "--out", "{tmp}/b", "--address", "foo"], "--address takes auto, HOST:PORT or ray://HOST:PORT"),
+    # predict
+    ("predict-image-size", exported, ["predict", "--model", "{}", "--input", "{tmp}/x.npy"], "the model reads 16 x 16 images (as trained), the array has 24 x 24"),
+    ("predict-garbage-model", lambda t: exported(t, garbage=True), ["predict", "--model", "{}", "--input", "{tmp}/x.npy"], "is not a torch.export program"),
+]
+
+
+def _snapshot(tmp: Path) -> dict[str, int]:
+    return {str(p.relative_to(tmp)): p.stat().st_size for p in tmp.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("name, setup, args, expected", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(name, setup, args, expected, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # anything written to a default location would land here
+    target = setup(tmp_path) if setup else None
+    args = [a.replace("{tmp}", str(tmp_path)).replace("{}", str(target)) for a in args]
+    before = _snapshot(tmp_path)
+    with pytest.raises(SystemExit) if name == "seed-text" else _no_exit():
+        code = main([*args, *(["--runs", str(tmp_path / "runs")] if args[0] == "train" else [])])
+    captured = capsys.readouterr()
+    if name == "seed-text":  # argparse's own exit, as one line
+        code = 2
+    lines = captured.err.strip().splitlines()
+    assert code == 2, captured.err
+    assert len(lines) == 1 and lines[0].startswith("cmkd: error: "), captured.err
+    assert expected in lines[0], lines[0]
+    assert "Traceback" not in captured.err + captured.out and "epoch" not in captured.out
+    assert _snapshot(tmp_path) == before, "a refused command left files behind"
+
+
+class _no_exit:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

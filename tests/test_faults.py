@@ -1,0 +1,73 @@
+"""Faults that must not lose or misreport work: a full disk, a killed prepare."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cmkd.harness.io import DiskFull, disk_full
+
+
+def test_a_full_disk_is_named_not_torchs_unexpected_pos(tmp_path):
+    # a real ENOSPC from the kernel: /dev/full accepts opens and fails every write
+    with pytest.raises(OSError) as real:
+        with open("/dev/full", "wb") as fh:
+            torch.save({"w": torch.zeros(100_000)}, fh)
+            fh.flush()
+    assert real.value.errno == errno.ENOSPC
+    target = tmp_path / "runs" / "best_rgb.pt"
+    full = disk_full(real.value, target)
+    assert isinstance(full, DiskFull) and str(full).startswith(f"no space left on {target.parent}")
+    # what torch's zip writer raises on a short write (the message users saw)
+    zip_error = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+    assert "no space left on" in str(disk_full(zip_error, target))
+    assert disk_full(RuntimeError("shape mismatch"), target) is None
+    assert disk_full(OSError(errno.EACCES, "denied"), target) is None
+
+
+def test_a_write_that_fails_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from cmkd.harness import io
+
+    def fails(fh):
+        fh.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(DiskFull, match="no space left on"):
+        io._atomic(tmp_path / "x.pt", fails)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_partial_caches_of_dead_prepares_are_removed(tmp_path):
+    from cmkd.datasets.cache import remove_stale_partials
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    out = tmp_path / "cache"
+    stale = tmp_path / f".cache.partial-{dead_pid}"
+    live = tmp_path / f".cache.partial-{os.getpid()}"
+    other = tmp_path / f".othercache.partial-{dead_pid}"
+    for p in (stale, live, other):
+        p.mkdir()
+        (p / "rgb.npy").write_bytes(b"x" * 1000)
+    assert remove_stale_partials(out) == [stale]
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_cmkd_prepare_cleans_what_a_killed_prepare_left(tmp_path, capsys):
+    from cmkd.harness.cli import main
+    from real_fixtures import write_eurosat
+
+    root = tmp_path / "raw"
+    write_eurosat(root, per_class=3)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = tmp_path / f".cache.partial-{int(dead.stdout)}"
+    left.mkdir()
+    (left / "ms.npy").write_bytes(b"x" * 10_000)
+    assert main(["prepare", "eurosat-ms-sar", "--root", str(root), "--out", str(tmp_path / "cache")]) == 0
+    assert not left.exists() and (tmp_path / "cache" / "manifest.json").is_file()
