@@ -7,6 +7,7 @@ import time
 import torch
 
 from cmkd.harness.augment import augment, strong_augment
+from cmkd.harness.step import train_step
 from cmkd.methods import Batch
 
 
@@ -16,10 +17,7 @@ def timed_step(method, opt, raw: dict, y: torch.Tensor, g: torch.Generator, dev:
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     strong = strong_augment(raw, g) if method.wants_strong_view() else None
-    total, _ = method.loss(Batch(x=augment(raw, g, True), y=y, strong=strong), 30)
-    opt.zero_grad(set_to_none=True)
-    total.backward()
-    opt.step()
+    train_step(method, opt, Batch(x=augment(raw, g, True), y=y, strong=strong), 30)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from cmkd.harness.errors import UserError
+from cmkd.errors import UserError
 
 from .base import MultiModalData, integer_labels, read_npy
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cmkd.harness.errors import UserError
+from cmkd.errors import UserError
 
 from .base import MultiModalData
 from .preprocess import progress, resize
@@ -28,6 +28,8 @@ SAR_CANDIDATES = ("EuroSAT-SAR", "EuroSAT_SAR", "SAR")
 
 @register_dataset("eurosat-ms-sar")
 class EuroSatMSSAR(RealDataset):
+    label = "EuroSat-MS-SAR"
+    paper_column = 2
     description = "EuroSat-MS-SAR: Sentinel-2 multi-spectral (13 bands) + Sentinel-1 SAR (VV, VH), 10 land-cover classes"
     modalities = {"ms": 13, "sar": 2}
     rich = "ms"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cmkd.harness.errors import UserError
+from cmkd.errors import UserError
 
 from .base import MultiModalData, integer_labels, read_npy
 from .registry import DatasetAdapter, register_dataset

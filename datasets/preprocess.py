@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cmkd.harness.errors import UserError
+from cmkd.errors import UserError
 
 LOW_PCT, HIGH_PCT = 2.0, 98.0
 

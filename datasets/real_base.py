@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from cmkd.harness.errors import UserError
+from cmkd.errors import UserError
 
 from .base import MultiModalData
 from .cache import is_cache, read_cache, read_manifest

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from cmkd.harness.errors import UserError, check_value, unknown
+from cmkd.errors import UserError, check_value, unknown
 
 from .base import MultiModalData
 
@@ -40,6 +40,10 @@ class DatasetAdapter(ABC):
     class_names: ClassVar[list[str]] = []
     #: default adapter options, also the list of accepted option names.
     default_options: ClassVar[dict[str, Any]] = {}
+    #: the column label in the tables ("" = the registered name)
+    label: ClassVar[str] = ""
+    #: the data set's column position in the paper's tables (None: not in the paper; its columns follow)
+    paper_column: ClassVar[int | None] = None
 
     def __init__(self, root: str | None = None, **options: Any) -> None:
         bad = sorted(set(options) - set(self.default_options))

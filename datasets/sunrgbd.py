@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cmkd.harness.errors import UserError
+from cmkd.errors import UserError
 
 from .base import MultiModalData
 from .preprocess import progress, read_png, read_rgb, resize
@@ -44,6 +44,8 @@ def encode_depth(mm: np.ndarray) -> np.ndarray:
 
 @register_dataset("sunrgbd")
 class SUNRGBD(RealDataset):
+    label = "SUNRGBD"
+    paper_column = 1
     description = "SUN RGB-D, Kinect v2 domain: RGB (3) + depth (1, mm), 10 scene classes (2,105 pairs)"
     modalities = {"rgb": 3, "depth": 1}
     rich = "rgb"

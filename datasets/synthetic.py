@@ -25,6 +25,7 @@ _CHANNELS = {"rgb": 3, "depth": 1, "thermal": 1}
 
 @register_dataset("synthetic")
 class SyntheticDataset(DatasetAdapter):
+    label = "Synthetic"
     description = "built-in generated scenes: rgb (3 ch, rich) + depth (1 ch) [+ thermal (1 ch)]; no files needed"
     modalities = {"rgb": 3, "depth": 1}
     rich = "rgb"
@@ -46,7 +47,7 @@ class SyntheticDataset(DatasetAdapter):
         return {m: _CHANNELS[m] for m in names}
 
     def check(self) -> None:
-        from cmkd.harness.errors import UserError
+        from cmkd.errors import UserError
 
         o = self.options
         if not 2 <= int(o["n_modalities"]) <= 3:

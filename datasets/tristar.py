@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cmkd.harness.errors import UserError
+from cmkd.errors import UserError
 
 from .base import MultiModalData
 from .preprocess import progress, read_png, read_rgb, resize
@@ -29,6 +29,8 @@ SPLIT_DIRS = (("train",), ("val", "validation"), ("test",))
 
 @register_dataset("tristar")
 class Tristar(RealDataset):
+    label = "TRISTAR"
+    paper_column = 3
     description = "TRISTAR: thermal (1, rich) + depth (1) [+ rgb (3) with with_rgb=true], 6 action classes"
     modalities = {"thermal": 1, "depth": 1}
     rich = "thermal"

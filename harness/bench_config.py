@@ -44,10 +44,14 @@ class BenchConfig:
     datasets: tuple[DatasetEntry, ...] = (DatasetEntry("synthetic"),)
     seeds: tuple[int, ...] = (0, 1, 2)
     scenarios: tuple[str, ...] = SCENARIOS
-    methods: tuple[str, ...] = ("kdv1", "kdv2", "dkd", "ctkd", "mlkd")
-    lskd: tuple[bool, ...] = (False, True)
-    discomkd: bool = True
-    ablations: tuple[str, ...] = ("no-adv", "no-mod", "no-aux", "no-orth", "only-inv", "only-inf")
+    #: registered methods to compare (the profiles list the paper's); the reference methods that teach
+    #: and give the STUDENT rows are always planned
+    methods: tuple[str, ...] = ()
+    lskd: tuple[bool, ...] = (False, True)  # for methods with an lskd switch
+    ablations: tuple[str, ...] = ()  # each run by the listed methods that declare it
+    #: modules (dotted names or .py paths) imported before the plan and in every worker: methods and
+    #: data sets registered outside this package
+    plugins: tuple[str, ...] = ()
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method, e.g. {ctkd = {temp_lr = 0.01}}
     train: TrainConfig = field(default_factory=TrainConfig)
     resources: Resources = field(default_factory=Resources)
@@ -57,12 +61,12 @@ class BenchConfig:
     keep_weights: str = "teachers"  # teachers: only trials that teach keep best weights on disk; all: every trial
     epoch_seconds: float = 0.0  # stated time of one student epoch, for --dry-run's estimate (0: measure)
     cpu_fallback: bool = False  # run GPU-sized trials on CPU when no GPU is visible
-    inject_failure: str = ""  # testing aid: trials whose name contains this string raise before training
 
     # ---- validation ----------------------------------------------------------------------------
     def __post_init__(self) -> None:
         check_fields(self, "")
-        for key, kind in (("seeds", int), ("scenarios", str), ("methods", str), ("lskd", bool), ("ablations", str)):
+        for key, kind in (("seeds", int), ("scenarios", str), ("methods", str), ("lskd", bool), ("ablations", str),
+                          ("plugins", str)):
             for v in getattr(self, key):
                 check_value(f"every entry of {key}", v, kind)
         if not isinstance(self.train, TrainConfig):
@@ -73,7 +77,10 @@ class BenchConfig:
             raise UserError("method_options must be a table of tables, e.g. --set \"method_options={ctkd={temp_lr=0.01}}\"")
         from cmkd.datasets import DATASETS
         from cmkd.methods import METHODS
-        from cmkd.methods.discomkd import ABLATIONS
+
+        from .plugins import load_plugins
+
+        load_plugins(self.plugins)
 
         if not self.name or any(c in self.name for c in "/\\ "):
             raise UserError(f"benchmark name must be a non-empty word without slashes or spaces, got {self.name!r}")
@@ -90,17 +97,18 @@ class BenchConfig:
             if s not in SCENARIOS:
                 raise UserError(f"unknown scenario {s!r}{nearest(s, SCENARIOS)}; valid: {', '.join(SCENARIOS)}")
         for m in self.methods:
-            if m not in METHODS or not METHODS[m].teacher_kinds:
-                kd = sorted(k for k, c in METHODS.items() if c.teacher_kinds)
-                raise UserError(f"unknown KD method {m!r}{nearest(m, kd)}; valid: {', '.join(kd)} "
-                                "(student, teacher-mm and discomkd are always part of the plan)")
+            if m not in METHODS:
+                raise UserError(f"unknown method {m!r}{nearest(m, list(METHODS))}; valid: {', '.join(sorted(METHODS))} "
+                                "(or register it in a plugin module: --set \"plugins=['my_methods.py']\")")
         for m in self.method_options:
             if m not in METHODS:
                 raise UserError(f"method_options names unknown method {m!r}{nearest(m, list(METHODS))}")
             METHODS[m].Options.from_dict({k: v for k, v in self.method_options[m].items()}, m)
+        declared = {a for m in self.methods for a in METHODS[m].ablations}
         for a in self.ablations:
-            if a not in ABLATIONS:
-                raise UserError(f"unknown ablation {a!r}{nearest(a, list(ABLATIONS))}; valid: {', '.join(ABLATIONS)}")
+            if a not in declared:
+                raise UserError(f"ablation {a!r} is declared by none of the listed methods{nearest(a, sorted(declared))}; "
+                                f"valid: {', '.join(sorted(declared)) or '(none: list a method with ablations)'}")
         if not self.lskd:
             raise UserError("lskd must list at least one of false, true")
         if self.resources.cpus_per_trial <= 0:
@@ -117,7 +125,7 @@ class BenchConfig:
         """What makes two benchmarks the same: everything that changes a number (not resources)."""
         d = dataclasses.asdict(self)
         for k in ("resources", "max_failures", "max_concurrent", "log_checkpoints", "epoch_seconds", "cpu_fallback",
-                  "inject_failure", "keep_weights"):
+                  "keep_weights"):
             d.pop(k)
         for k in ("device", "threads", "eval_batch_size"):
             d["train"].pop(k)
@@ -151,7 +159,7 @@ class BenchConfig:
                     raise UserError(f"a datasets entry's options must be a table, got {d['options']!r}")
                 entries.append(DatasetEntry(d["name"], d.get("root"), dict(d.get("options", {}))))
             data["datasets"] = tuple(entries)
-        for k in ("seeds", "scenarios", "methods", "lskd", "ablations"):
+        for k in ("seeds", "scenarios", "methods", "lskd", "ablations", "plugins"):
             if k in data:
                 v = data[k]
                 data[k] = tuple(v) if isinstance(v, (list, tuple)) else (v,)

@@ -43,12 +43,22 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
     from cmkd.methods import METHODS
 
-    rows = []
+    from cmkd.methods.options import schema
+
+    rows, broken = [], []
     for name, cls in sorted(METHODS.items()):
-        opts = ", ".join(f"{k}={v}" for k, v in cls.Options().to_dict().items())
+        try:  # one bad method class must not break the listing of the others
+            cls.Options()
+            opts = "\n".join(f"{o['name']}: {o['type']} = {o['default']!r}" + (f" [{o['allowed']}]" if o["allowed"] else "")
+                             + (f"  {o['help']}" if o["help"] else "") for o in schema(cls.Options))
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            broken.append(f"{name}: {type(exc).__name__}: {exc}")
+            continue
         rows.append([name, ", ".join(cls.teacher_kinds) or "-", cls.description, opts or "-"])
-    print(tabulate(rows, headers=["method", "teacher", "description", "options (defaults)"], tablefmt="simple",
-                   maxcolwidths=[None, None, 60, 50]))
+    print(tabulate(rows, headers=["method", "teacher", "description", "options: type = default [allowed]  help"],
+                   tablefmt="simple", maxcolwidths=[None, None, 40, 90]))
+    for line in broken:
+        print(f"cmkd: warning: method {line} (its options class is broken; fix it to use the method)", file=sys.stderr)
     return 0
 
 
@@ -128,11 +138,13 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
     valid = set(cls.Options().to_dict())
     if args.lskd:
         if "lskd" not in valid:
-            raise UserError(f"--lskd does not apply to method {args.method!r}; it is a switch of kdv1, kdv2, dkd, ctkd, mlkd")
+            raise UserError(f"--lskd does not apply to method {args.method!r}; it is a switch of "
+                            f"{', '.join(_methods_with_option('lskd'))}")
         opts["lskd"] = True
     if args.ablation:
         if "ablation" not in valid:
-            raise UserError(f"--ablation does not apply to method {args.method!r}; it is an option of discomkd")
+            raise UserError(f"--ablation does not apply to method {args.method!r}; it is an option of "
+                            f"{', '.join(_methods_with_option('ablation'))}")
         opts["ablation"] = args.ablation
     return opts
 
@@ -150,6 +162,14 @@ def spec_from_args(args: argparse.Namespace):
         method_options=_method_options(args), dataset_options=parse_pairs(args.data_opt, "--data-opt"),
         data_root=args.root, train=_train_config(args),
     )
+
+
+def _methods_with_option(name: str) -> list[str]:
+    from dataclasses import fields
+
+    from cmkd.methods import METHODS
+
+    return sorted(m for m, cls in METHODS.items() if name in {f.name for f in fields(cls.Options)})
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -199,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="repetition: selects the split and the initialisation")
     t.add_argument("--scenario", help="cross-modal or multi-modal (KD students; default: the method's)")
     t.add_argument("--lskd", action="store_true", help="KD students: apply logit standardisation (LSKD)")
-    t.add_argument("--ablation", help="discomkd: no-adv, no-mod, no-aux, no-orth, only-inv, only-inf")
+    t.add_argument("--ablation", help="an ablation the method declares (cmkd methods lists them)")
     t.add_argument("--opt", action="append", metavar="KEY=VALUE", help="a method option (repeatable)")
     add_train_flags(t)
     t.add_argument("--root", help="data root (real data sets)")
@@ -235,6 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from .plugins import load_plugins
+
+        load_plugins()  # $CMKD_PLUGINS: methods and data sets registered outside the package
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"cmkd: error: {exc}", file=sys.stderr)

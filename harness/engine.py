@@ -31,6 +31,7 @@ from .errors import UserError
 from .io import atomic_save, read_json, save_torch, write_json
 from .locks import FolderLock
 from .metrics import confusion, weighted_f1
+from .step import train_step
 from .store import CHECKPOINT_FILE, DEFAULT_ROOT, RESULT_FILE, SPEC_FILE, claim_folder, trial_dir, variant_of
 from .teachers import load_teacher
 
@@ -214,11 +215,7 @@ class Engine:
         sums: dict[str, torch.Tensor] = {}
         steps = images = 0
         for batch in self.batches(epoch):
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                total, parts = self.method.loss(batch, epoch)
-            self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            self.optimizer.step()
+            total, parts = train_step(self.method, self.optimizer, batch, epoch, self.amp, self.device.type)
             steps += 1
             images += next(iter(batch.x.values())).shape[0]
             for k, v in {"loss": total, **parts}.items():

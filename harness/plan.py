@@ -1,27 +1,24 @@
-"""The benchmark plan: config -> deduplicated trials in two stages.
+"""The benchmark plan: config -> deduplicated trials in two stages, read from what methods declare.
 
-Stage 1 holds everything without a teacher: ``student`` on every modality (on the rich modality it
-is also the cross-modal TEACHER: one trial, referenced twice), ``teacher-mm``, DisCoM-KD (one joint
-run serves Tables 1 and 2) and its ablations. Stage 2 holds the distilled students, each pointing
-at its teacher's trial id: it runs only once that teacher has finished.
+Stage 1 holds everything without a teacher: the cross-modal reference method on every modality (the
+STUDENT rows; on the rich modality it is also the cross-modal TEACHER: one trial, referenced twice),
+the multi-modal reference, and every standalone method (one joint run serves Tables 1 and 2) with its
+ablations. Stage 2 holds the distilled methods, each pointing at its teacher's trial id: it runs only
+once that teacher has finished. No method is known here by name.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-from cmkd.methods import get_method
+from cmkd.methods import get_method, teacher_method
 
 from .bench_config import BenchConfig
 from .config import TrialSpec
 from .data import data_info, load_data
 from .store import variant_of
 from .teachers import teacher_spec
-
-#: rough cost of one epoch relative to a student epoch (forward/backward passes per sample)
-COST = {"student": 1.0, "teacher-mm": 2.0, "discomkd": 4.0, "mlkd": 2.5, "mlkd-discomkd-code": 1.3}
-KD_COST = 1.3
 
 
 @dataclass(frozen=True)
@@ -49,11 +46,14 @@ class PlannedTrial:
         return "-".join(parts)
 
     def cost(self) -> float:
+        """Trial-epochs in student epochs (the method's declared relative cost)."""
         s = self.spec
-        base = COST.get(s.method, KD_COST)
-        if s.method == "discomkd":
-            base = 2.0 * len(data_info(load_data(s.dataset, s.data_root, s.dataset_options)).channels)
-        return base * s.train.epochs
+        info = data_info(load_data(s.dataset, s.data_root, s.dataset_options))
+        return get_method(s.method).epoch_cost(info) * s.train.epochs
+
+
+def _has_option(cls, name: str) -> bool:
+    return name in {f.name for f in fields(cls.Options)}
 
 
 def build_plan(cfg: BenchConfig) -> list[PlannedTrial]:
@@ -62,6 +62,8 @@ def build_plan(cfg: BenchConfig) -> list[PlannedTrial]:
     def add(spec: TrialSpec, stage: int, teacher: str | None = None) -> None:
         trials.setdefault(spec.trial_id(), PlannedTrial(spec, stage, teacher))
 
+    scen = set(cfg.scenarios)
+    reference = {kind: teacher_method(kind) for kind in ("cross-modal", "multi-modal")}
     for entry in cfg.datasets:
         data = load_data(entry.name, entry.root, entry.options)  # fails early on missing data
         info = data_info(data)
@@ -74,30 +76,41 @@ def build_plan(cfg: BenchConfig) -> list[PlannedTrial]:
                                  method_options=options, dataset_options=dict(entry.options), data_root=entry.root,
                                  train=cfg.train, data_fingerprint=content)
 
-            scen = set(cfg.scenarios)
-            if scen & {"cross-modal", "multi-modal"}:
+            def per_modality(cls) -> list[str | None]:
+                return list(mods) if cls.single_modality else [None]
+
+            if scen & {"cross-modal", "multi-modal"}:  # the STUDENT rows (and the cross-modal teacher)
                 for m in mods:
-                    add(spec("student", m), 1)
-                if cfg.discomkd:
-                    add(spec("discomkd"), 1)
+                    add(spec(reference["cross-modal"].name, m), 1)
             if "multi-modal" in scen:
-                add(spec("teacher-mm"), 1)
-            if "ablation" in scen:
-                for a in cfg.ablations:
-                    add(spec("discomkd", scenario="ablation", ablation=a), 1)
-            for method in cfg.methods:
-                for lskd in cfg.lskd:
+                add(spec(reference["multi-modal"].name), 1)
+            for name in cfg.methods:
+                cls = get_method(name)
+                if cls.role() == "reference":
+                    for m in per_modality(cls):
+                        add(spec(name, m), 1)
+                elif cls.role() == "standalone":
+                    if scen & {"cross-modal", "multi-modal"}:
+                        for m in per_modality(cls):
+                            add(spec(name, m), 1)
+                    if "ablation" in scen:
+                        for a in (a for a in cfg.ablations if a in cls.ablations):
+                            for m in per_modality(cls):
+                                add(spec(name, m, scenario="ablation", ablation=a), 1)
+                else:  # distilled: every scenario it supports, every LSKD setting if it has the switch
+                    lskd = [{"lskd": v} for v in cfg.lskd] if _has_option(cls, "lskd") else [{}]
                     targets = []
-                    if "cross-modal" in scen:
+                    if "cross-modal" in scen and "cross-modal" in cls.teacher_kinds:
                         targets += [("cross-modal", m) for m in mods if m != info.rich]
-                    if "multi-modal" in scen:
+                    if "multi-modal" in scen and "multi-modal" in cls.teacher_kinds:
                         targets += [("multi-modal", m) for m in mods]
-                    for scenario, m in targets:
-                        s = spec(method, m, scenario, lskd=lskd)
-                        get_method(method).check(info, m, get_method(method).Options.from_dict(s.method_options, method))
-                        t = teacher_spec(s, scenario, info)
-                        t = t.replace(method_options=dict(cfg.method_options.get(t.method, {})))
-                        add(s, 2, t.trial_id())
+                    for extra in lskd:
+                        for scenario, m in targets:
+                            s = spec(name, m, scenario, **extra)
+                            cls.check(info, m, cls.Options.from_dict(s.method_options, name))
+                            t = teacher_spec(s, scenario, info)
+                            t = t.replace(method_options=dict(cfg.method_options.get(t.method, {})))
+                            add(s, 2, t.trial_id())
     plan = sorted(trials.values(), key=lambda p: (p.stage, p.spec.dataset, p.spec.seed, p.name))
     ids = {p.trial_id for p in plan}
     for p in plan:
@@ -111,7 +124,7 @@ def describe(plan: list[PlannedTrial], epoch_seconds: dict[str, float], gpus_per
     for stage in (1, 2):
         part = [p for p in plan if p.stage == stage]
         counts = Counter(p.spec.method + (f" ({p.spec.scenario})" if p.spec.scenario != "single" else "") for p in part)
-        title = "stage 1 (no teacher: students/teachers, DisCoM-KD)" if stage == 1 else "stage 2 (distilled students)"
+        title = "stage 1 (no teacher: reference and standalone methods)" if stage == 1 else "stage 2 (distilled students)"
         lines.append(f"{title}: {len(part)} trials")
         lines += [f"    {n:4d}  {k}" for k, n in sorted(counts.items())]
     epochs = sum(p.spec.train.epochs for p in plan)
@@ -119,8 +132,9 @@ def describe(plan: list[PlannedTrial], epoch_seconds: dict[str, float], gpus_per
     seconds = sum(p.cost() * epoch_seconds[p.spec.dataset] for p in plan)
     per = ", ".join(f"{d} {s:.2f} s" for d, s in epoch_seconds.items())
     device = "GPU" if gpus_per_trial > 0 else "CPU"
+    costs = ", ".join(f"{m} {c:g}" for m, c in sorted({p.spec.method: p.cost() / p.spec.train.epochs for p in plan}.items()))
     lines.append(f"estimate: {seconds / 3600:.2f} {device}-hours of trial time at one student epoch = {per} "
-                 f"(method costs relative to a student epoch: DisCoM-KD 2 x modalities, teacher-mm 2, MLKD 2.5, other KD 1.3)")
+                 f"(each method's declared cost per epoch, in student epochs: {costs})")
     if gpus_per_trial > 0:
         lines.append(f"    = {seconds / 3600 * gpus_per_trial:.2f} GPU-hours at {gpus_per_trial} GPU per trial")
     return "\n".join(lines)

@@ -36,7 +36,7 @@ def trial_dir(root: str | Path, spec: TrialSpec) -> Path:
         parts.append(v)
     if spec.modality:
         parts.append(spec.modality)
-    if spec.scenario not in ("single", "ablation") and spec.method not in ("student", "teacher-mm"):
+    if spec.scenario in ("cross-modal", "multi-modal"):  # a distilled trial: one folder per teacher kind
         parts.append(spec.scenario)
     return Path(root) / spec.dataset / "-".join(parts) / f"seed{spec.seed}-{spec.trial_id()}"
 

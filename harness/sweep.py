@@ -24,7 +24,9 @@ from .config import TrialSpec
 from .errors import Interrupted, UserError
 from .io import read_json, write_json
 from .locks import FolderLock
+from .job import TrialJob, run_tracked_trial
 from .plan import PlannedTrial, build_plan
+from .plugins import plugins_from_env
 from .results import ResultsStore
 from .store import variant_of
 
@@ -35,92 +37,22 @@ WORKER_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0"
 
 
 # ---- the trial, as a Ray Tune function trainable -------------------------------------------------
-def bench_trainable(config: dict[str, Any]) -> None:
+def bench_trainable(config: dict[str, Any], jobs: dict[str, TrialJob]) -> None:
+    """Ray's side of a trial: the typed job in, per-epoch reports out; the work is :func:`run_tracked_trial`.
+
+    The search space holds trial ids only (Tune rewrites objects it finds in a space); the jobs travel
+    once through the object store (``tune.with_parameters``)."""
     from ray import tune
 
-    t = config["trial"]
-    store = ResultsStore(t["results_dir"])
-    if store.status(t["trial_id"]) == "finished":
+    job = jobs[config["trial"]]
+
+    def report(epoch_report) -> None:
+        tune.report({"epoch": epoch_report.epoch, "loss": epoch_report.losses.get("loss", float("nan")),
+                     **{f"val_f1/{k}": v for k, v in epoch_report.val_f1.items()}})
+
+    result = run_tracked_trial(job, report)
+    if result is None or result.reused:  # nothing trained: Tune still wants one report
         tune.report({"finished": 1})
-        return
-    import torch
-
-    from .engine import run_trial
-    from .store import trial_dir
-    from .tracking import TrialTracker
-
-    torch.set_num_threads(max(1, int(t["cpus"])))
-    spec = TrialSpec.from_dict(t["spec"])
-    folder = trial_dir(t["runs_root"], spec)
-    record = base_record(t, spec)
-    prior = store.get(t["trial_id"]) or {}
-    record["attempts"] = int(prior.get("attempts", 0)) + 1
-    tracker = TrialTracker(t["tracking_uri"], t["experiment_id"], folder / "mlflow_run_id.txt", t["name"],
-                           tags={"bench": t["bench"], "stage": str(t["stage"]), "dataset": spec.dataset,
-                                 "scenario": spec.scenario, "method": spec.method, "variant": record["variant"],
-                                 "modality": str(spec.modality or "all"), "seed": str(spec.seed),
-                                 "trial_id": t["trial_id"], "teacher_id": str(t["teacher_id"] or ""),
-                                 "config_hash": t["config_hash"], "code_version": cmkd.__version__},
-                           params={"spec": spec.to_dict(), "method": resolved_options(spec)})
-    record["mlflow_run_id"] = tracker.run_id
-    try:
-        if t.get("inject_failure") and t["inject_failure"] in t["name"]:
-            raise RuntimeError(f"injected failure for {t['name']} (inject_failure={t['inject_failure']!r})")
-
-        def on_epoch(report) -> None:
-            tracker.log_epoch(report)
-            tune.report({"epoch": report.epoch, "loss": report.losses.get("loss", float("nan")),
-                         **{f"val_f1_{k}": v for k, v in report.val_f1.items()}})
-
-        result = run_trial(spec, out_dir=folder, runs_root=t["runs_root"], on_epoch=on_epoch)
-        tracker.finish(result, folder, t["log_checkpoints"])
-        if not t["keep_weights"]:  # nobody loads this trial's weights: free the disk (tens of MB per trial)
-            for f in [*folder.glob("best_*.pt"), *folder.glob("model_*.pt2")]:
-                f.unlink()
-    except (SystemExit, KeyboardInterrupt):
-        # the driver stopped this trial (Ctrl-C, SIGTERM): not a failure; its checkpoint resumes it
-        tracker.fail(None)
-        raise
-    except BaseException as exc:
-        tracker.fail(exc)
-        store.put({**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]})
-        raise
-    _release_memory()
-    store.put({**record, "status": "finished", "outputs": {k: {kk: vv for kk, vv in v.items() if kk != "confusion"}
-                                                             for k, v in result.outputs.items()},
-               "epochs_run": result.epochs_run, "wall_time_s": result.wall_time_s,
-               "images_per_s": result.images_per_s, "device": result.device, "out_dir": result.out_dir,
-               "resumed_from": result.resumed_from})
-    if result.reused:
-        tune.report({"finished": 1})
-
-
-def resolved_options(spec: TrialSpec) -> dict[str, Any]:
-    """Every option of the trial's method, defaults included (what produced the numbers, not only what was set)."""
-    from cmkd.methods import get_method
-
-    cls = get_method(spec.method)
-    return cls.Options.from_dict(spec.method_options, spec.method).to_dict()
-
-
-def _release_memory() -> None:
-    """Hand freed heap back to the OS between trials of a reused worker (each Tune trial runs in a
-    new thread, and glibc's per-thread arenas otherwise keep every trial's freed memory)."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def base_record(t: dict[str, Any], spec: TrialSpec) -> dict[str, Any]:
-    return {"trial_id": t["trial_id"], "name": t["name"], "stage": t["stage"], "dataset": spec.dataset,
-            "scenario": spec.scenario, "method": spec.method, "variant": variant_of(spec), "modality": spec.modality,
-            "seed": spec.seed, "teacher_id": t["teacher_id"], "config_hash": t["config_hash"],
-            "code_version": cmkd.__version__, "spec": spec.to_dict()}
 
 
 # ---- progress -------------------------------------------------------------------------------------
@@ -160,7 +92,7 @@ class Progress:
         return "best distilled so far: " + "; ".join(parts)
 
 
-def _callback(progress: Progress):
+def _callback(progress: Progress, jobs: dict[str, TrialJob]):
     from ray.tune import Callback
 
     def sync(trials) -> None:
@@ -173,19 +105,19 @@ def _callback(progress: Progress):
         def on_trial_complete(self, iteration, trials, trial, **info):
             sync(trials)
             progress.running.discard(trial.trial_id)
-            t = trial.config["trial"]
-            rec = progress.store.get(t["trial_id"]) or {}
+            t = jobs[trial.config["trial"]]
+            rec = progress.store.get(t.trial_id) or {}
             f1 = ", ".join(f"{k} {100 * v['test_f1']:.1f}" for k, v in (rec.get("outputs") or {}).items())
-            progress.line(f"finished {t['name']}: test F1 {f1} ({rec.get('wall_time_s', 0):.0f} s)")
+            progress.line(f"finished {t.name}: test F1 {f1} ({rec.get('wall_time_s', 0):.0f} s)")
             if progress.counts()["done"] % 10 == 0:
                 progress.print("    " + progress.best())
 
         def on_trial_error(self, iteration, trials, trial, **info):
             sync(trials)
             progress.running.discard(trial.trial_id)
-            t = trial.config["trial"]
-            rec = progress.store.get(t["trial_id"]) or {}
-            progress.line(f"FAILED {t['name']} after {rec.get('attempts', '?')} attempt(s): {rec.get('error', '')[:200]}")
+            t = jobs[trial.config["trial"]]
+            rec = progress.store.get(t.trial_id) or {}
+            progress.line(f"FAILED {t.name} after {rec.get('attempts', '?')} attempt(s): {rec.get('error', '')[:200]}")
 
     return ProgressCallback()
 
@@ -309,7 +241,7 @@ def _say(text: str) -> None:
 
 
 def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | None = None,
-              tracking_uri: str | None = None, say: Callable[[str], None] = _say) -> BenchSummary:
+              tracking_uri: str | None = None, say: Callable[[str], None] = _say, inject_failure: str = "") -> BenchSummary:
     from .tracking import check_uri, default_uri
 
     t_start = time.time()
@@ -332,11 +264,11 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | No
             raise
         with StopSignals() as stop:  # after ray.init, whose core installs a SIGTERM handler of its own
             claim_bench(folder, cfg)
-            return _run_locked(cfg, plan, folder, uri, address, ray, stop, say, t_start)
+            return _run_locked(cfg, plan, folder, uri, address, ray, stop, say, t_start, inject_failure)
 
 
 def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: str, address: str | None, ray,
-                stop: StopSignals, say: Callable[[str], None], t_start: float) -> BenchSummary:
+                stop: StopSignals, say: Callable[[str], None], t_start: float, inject_failure: str = "") -> BenchSummary:
     from .tracking import setup_experiment
 
     experiment = f"cmkd-{cfg.name}-{cfg.config_hash()}"
@@ -356,7 +288,7 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
         todo = []
         for p in (p for p in plan if p.stage == stage and p.trial_id not in done):
             if p.teacher_id and store.status(p.teacher_id) != "finished":
-                store.put({**base_record(payload(p, cfg, folder, runs_root, uri, exp_id), p.spec), "status": "skipped",
+                store.put({**make_job(p, cfg, folder, runs_root, uri, exp_id).record(), "status": "skipped",
                            "error": f"teacher {p.teacher_id} did not finish"})
                 progress.line(f"skipped {p.name}: its teacher did not finish")
                 continue
@@ -365,7 +297,7 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
             say(f"stage {stage}: {len(todo)} trials")
             stop.fitting = True
             try:
-                run_stage(stage, todo, cfg, folder, runs_root, uri, exp_id, progress)
+                run_stage(stage, todo, cfg, folder, runs_root, uri, exp_id, progress, inject_failure)
             finally:
                 stop.fitting = False
         done = {p.trial_id for p in plan if store.status(p.trial_id) == "finished"}
@@ -380,32 +312,36 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
     return summary
 
 
-def payload(p: PlannedTrial, cfg: BenchConfig, folder: Path, runs_root: Path, uri: str, exp_id: str) -> dict[str, Any]:
+def make_job(p: PlannedTrial, cfg: BenchConfig, folder: Path, runs_root: Path, uri: str, exp_id: str,
+             inject_failure: str = "") -> TrialJob:
+    from cmkd.methods import get_method
+
     spec = p.spec
     if spec.train != cfg.train:  # resolve_device may have moved the benchmark to CPU
         spec = spec.replace(train=cfg.train)
-    return {"trial_id": p.trial_id, "name": p.name, "stage": p.stage, "teacher_id": p.teacher_id,
-            "spec": spec.to_dict(), "runs_root": str(runs_root), "results_dir": str(folder / "results"),
-            "tracking_uri": uri, "experiment_id": exp_id, "config_hash": cfg.config_hash(), "bench": cfg.name,
-            "cpus": cfg.resources.cpus_per_trial, "log_checkpoints": cfg.log_checkpoints,
-            "keep_weights": cfg.keep_weights == "all" or spec.method in ("student", "teacher-mm"),
-            "inject_failure": cfg.inject_failure}
+    return TrialJob(trial_id=p.trial_id, name=p.name, stage=p.stage, spec=spec, teacher_id=p.teacher_id,
+                    runs_root=str(runs_root), results_dir=str(folder / "results"), tracking_uri=uri,
+                    experiment_id=exp_id, config_hash=cfg.config_hash(), bench=cfg.name,
+                    cpus=cfg.resources.cpus_per_trial, log_checkpoints=cfg.log_checkpoints,
+                    keep_weights=cfg.keep_weights == "all" or get_method(spec.method).teaches is not None,
+                    plugins=(*plugins_from_env(), *cfg.plugins), fail_before_training=bool(inject_failure) and inject_failure in p.name)
 
 
 def run_stage(stage: int, todo: list[PlannedTrial], cfg: BenchConfig, folder: Path, runs_root: Path, uri: str,
-              exp_id: str, progress: Progress) -> None:
+              exp_id: str, progress: Progress, inject_failure: str = "") -> None:
     from ray import tune
 
-    trainable = tune.with_resources(bench_trainable, {"cpu": cfg.resources.cpus_per_trial,
-                                                      "gpu": cfg.resources.gpus_per_trial})
-    space = {"trial": tune.grid_search([payload(p, cfg, folder, runs_root, uri, exp_id) for p in todo])}
+    jobs = {p.trial_id: make_job(p, cfg, folder, runs_root, uri, exp_id, inject_failure) for p in todo}
+    trainable = tune.with_resources(tune.with_parameters(bench_trainable, jobs=jobs),
+                                    {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial})
+    space = {"trial": tune.grid_search(list(jobs))}
     tuner = tune.Tuner(
         trainable, param_space=space,
         tune_config=tune.TuneConfig(max_concurrent_trials=cfg.max_concurrent or None, reuse_actors=True,
-                                    trial_name_creator=lambda t: f"{t.config['trial']['name']}-{t.trial_id}",
-                                    trial_dirname_creator=lambda t: f"{t.config['trial']['trial_id']}-{t.trial_id}"),
+                                    trial_name_creator=lambda t: f"{jobs[t.config['trial']].name}-{t.trial_id}",
+                                    trial_dirname_creator=lambda t: f"{t.config['trial']}-{t.trial_id}"),
         run_config=tune.RunConfig(name=f"stage{stage}-{time.strftime('%Y%m%d-%H%M%S')}",
-                                  storage_path=str(folder / "ray"), verbose=0, callbacks=[_callback(progress)],
+                                  storage_path=str(folder / "ray"), verbose=0, callbacks=[_callback(progress, jobs)],
                                   failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                                   log_to_file=True),
     )
@@ -426,15 +362,18 @@ def dry_run(cfg: BenchConfig, say: Callable[[str], None] = print) -> list[Planne
 
 
 def measure_epoch_seconds(entry, cfg: BenchConfig) -> float:
-    """Time a few training steps of a student on this machine, scaled to one epoch."""
+    """Time a few training steps of the STUDENT method (the cross-modal reference) on this machine, scaled
+    to one epoch: the unit every method's declared cost is relative to."""
     import torch
 
+    from cmkd.methods import Batch, teacher_method
+
     from .data import data_info, load_data, split_for
-    from cmkd.methods import Batch, get_method
+    from .step import train_step
 
     data = load_data(entry.name, entry.root, entry.options)
     info = data_info(data)
-    cls = get_method("student")
+    cls = teacher_method("cross-modal")
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     method = cls(info, info.rich, cls.Options()).to(dev).train()
     opt = torch.optim.Adam(method.parameters(), lr=1e-4)
@@ -444,10 +383,7 @@ def measure_epoch_seconds(entry, cfg: BenchConfig) -> float:
     times = []
     for i in range(4):
         t0 = time.perf_counter()
-        loss, _ = method.loss(Batch(x={info.rich: x}, y=y), 0)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        train_step(method, opt, Batch(x={info.rich: x}, y=y), 0, cfg.train.amp and dev.type == "cuda", dev.type)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         if i:

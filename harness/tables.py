@@ -17,20 +17,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cmkd.methods import FUSED
+
 from .errors import UserError
 
-KD_METHODS = ["kdv1", "kdv2", "dkd", "ctkd", "mlkd"]
-KD_LABELS = {"kdv1": "KDv1", "kdv2": "KDv2", "dkd": "DKD", "ctkd": "CTKD", "mlkd": "MLKD",
-             "mlkd-discomkd-code": "MLKD (authors' code)"}
-ABLATION_ROWS = {3: ["no-adv", "no-mod", "no-aux", "no-orth"], 4: ["only-inv", "only-inf"]}
-ABLATION_LABELS = {"no-adv": "w/o L_adv", "no-mod": "w/o L_mod", "no-aux": "w/o L_aux", "no-orth": "w/o L_perp",
-                   "only-inv": "z_inv only", "only-inf": "z_inf only", "": "DisCoM-KD (full)"}
-DATASET_LABELS = {"sunrgbd": "SUNRGBD", "eurosat-ms-sar": "EuroSat-MS-SAR", "tristar": "TRISTAR", "synthetic": "Synthetic"}
 TITLES = {1: "Table 1: cross-modal scenario (teacher on the rich modality), weighted F1 (%)",
           2: "Table 2: multi-modal scenario (two-branch teacher), weighted F1 (%)",
           3: "Table 3: DisCoM-KD loss ablation, weighted F1 (%)",
           4: "Table 4: DisCoM-KD representation ablation, weighted F1 (%)"}
 UP, DOWN = "↑", "↓"
+#: the row keys of the reference rows (every other row key is a method's: ``m|variant``, ``m``, ``m:ablation``)
+TEACHER, STUDENT = "TEACHER", "STUDENT"
 #: (dataset, column) of a printed average in the paper's numbers (``dataset=all, modality=avg``)
 PRINTED_AVG = ("all", "avg")
 #: tables with an Avg column (the paper prints one for Tables 3 and 4)
@@ -45,42 +42,80 @@ def rich_modality(dataset: str) -> str | None:
     return cls.rich if cls is not None and cls.rich else None
 
 
+def dataset_label(dataset: str) -> str:
+    from cmkd.datasets import DATASETS
+
+    cls = DATASETS.get(dataset)
+    return (cls.label if cls is not None else "") or dataset
+
+
+def _method(name: str):
+    """The registered method class, or None for results of a method not registered here (its rows still show)."""
+    from cmkd.methods import METHODS
+
+    return METHODS.get(name)
+
+
+def _reference(kind: str) -> str:
+    from cmkd.methods import teacher_method
+
+    return teacher_method(kind).name
+
+
+def _blank(v) -> bool:
+    return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
+
+
+def ablation_table(method: str, ablation: str) -> int:
+    cls = _method(method)
+    return cls.ablations[ablation][0] if cls is not None and ablation in cls.ablations else AVG_TABLES[0]
+
+
+def full_row_tables(method: str) -> list[int]:
+    """The ablation tables where a standalone method's full row appears (those its ablations land in)."""
+    cls = _method(method)
+    return sorted({t for t, _ in cls.ablations.values()}) if cls is not None else []
+
+
 # ---- long-form cells --------------------------------------------------------------------------------
 def cells_from_results(rows: pd.DataFrame) -> pd.DataFrame:
-    """Results rows (one per trial output) -> table cells: table, dataset, column, row, seed, f1 (%)."""
+    """Results rows (one per trial output) -> table cells: table, dataset, column, row, seed, f1 (%).
+
+    Row keys: ``teacher`` and ``student`` (the reference methods' trials), ``<method>-<variant>`` for a
+    distilled method, ``<method>`` for a standalone method, ``<method>:<ablation>`` for an ablation."""
     df = rows[rows.status == "finished"].copy()
     if df.empty:
         return pd.DataFrame(columns=["table", "dataset", "column", "row", "seed", "f1"])
+    cross, multi = _reference("cross-modal"), _reference("multi-modal")
     out = []
     for ds, sub in df.groupby("dataset"):
         rich = rich_modality(ds)
-        mods = sorted(set(sub.modality) - {"all", None}, key=lambda m: (m != rich, m))
+        mods = sorted(set(sub.modality) - {FUSED, None}, key=lambda m: (m != rich, m))
         if rich is None and mods:
             rich = mods[0]
         poor = [m for m in mods if m != rich]
         for r in sub.itertuples():
             f1 = 100 * float(r.test_f1)
             base = {"dataset": ds, "seed": int(r.seed), "f1": f1}
-            if r.method == "student":
+            if r.method == cross:
                 if r.modality == rich:
-                    out += [{**base, "table": 1, "column": m, "row": "teacher"} for m in poor]
+                    out += [{**base, "table": 1, "column": m, "row": TEACHER} for m in poor]
                 else:
-                    out.append({**base, "table": 1, "column": r.modality, "row": "student"})
-                out.append({**base, "table": 2, "column": r.modality, "row": "student"})
-            elif r.method == "teacher-mm":
-                out += [{**base, "table": 2, "column": m, "row": "teacher"} for m in mods]
-            elif r.method == "discomkd":
-                if r.variant in ("", None) or (isinstance(r.variant, float) and math.isnan(r.variant)):
-                    if r.modality != rich:
-                        out.append({**base, "table": 1, "column": r.modality, "row": "discomkd"})
-                    out.append({**base, "table": 2, "column": r.modality, "row": "discomkd"})
-                    out += [{**base, "table": t, "column": r.modality, "row": "discomkd"} for t in (3, 4)]
-                else:
-                    t = 3 if r.variant in ABLATION_ROWS[3] else 4
-                    out.append({**base, "table": t, "column": r.modality, "row": r.variant})
+                    out.append({**base, "table": 1, "column": r.modality, "row": STUDENT})
+                out.append({**base, "table": 2, "column": r.modality, "row": STUDENT})
+            elif r.method == multi:
+                out += [{**base, "table": 2, "column": m, "row": TEACHER} for m in mods]
             elif r.scenario in ("cross-modal", "multi-modal"):
                 t = 1 if r.scenario == "cross-modal" else 2
-                out.append({**base, "table": t, "column": r.modality, "row": f"{r.method}-{r.variant}"})
+                out.append({**base, "table": t, "column": r.modality, "row": f"{r.method}|{r.variant}"})
+            elif r.scenario == "ablation":
+                out.append({**base, "table": ablation_table(r.method, r.variant), "column": r.modality,
+                            "row": f"{r.method}:{r.variant}"})
+            elif _blank(r.variant):  # a standalone method's full run: Tables 1 and 2, and its ablation tables
+                if r.modality != rich:
+                    out.append({**base, "table": 1, "column": r.modality, "row": r.method})
+                out.append({**base, "table": 2, "column": r.modality, "row": r.method})
+                out += [{**base, "table": t, "column": r.modality, "row": r.method} for t in full_row_tables(r.method)]
     return pd.DataFrame(out)
 
 
@@ -91,12 +126,15 @@ def cells_from_paper(path: str | Path | None = None) -> pd.DataFrame:
     df = pd.read_csv(path or paper_tables_path(), keep_default_na=False)
     out = []
     for r in df.itertuples():
-        if r.method in ("teacher", "student"):
-            row = r.method
-        elif r.method == "discomkd":
-            row = r.variant or "discomkd"
+        cls = _method(r.method)
+        if r.method.upper() in (TEACHER, STUDENT):  # the paper's reference rows
+            row = r.method.upper()
+        elif cls is not None and r.variant in cls.ablations:
+            row = f"{r.method}:{r.variant}"
+        elif cls is not None and cls.role() == "distilled":
+            row = f"{r.method}|{'lskd' if r.variant == 'lskd' else 'orig'}"
         else:
-            row = f"{r.method}-{'lskd' if r.variant == 'lskd' else 'orig'}"
+            row = r.method
         cols = [r.modality]
         if r.dataset == PRINTED_AVG[0]:  # the paper's printed Avg column (Tables 3 and 4)
             cols = [PRINTED_AVG[1]]
@@ -109,15 +147,53 @@ def cells_from_paper(path: str | Path | None = None) -> pd.DataFrame:
 
 # ---- one table ---------------------------------------------------------------------------------------
 def row_order(table: int, rows_present: set[str]) -> list[tuple[str, str, str]]:
-    """(row key, label, sub-label) in the paper's order; KD rows of methods beyond the paper's five follow."""
+    """(row key, label, sub-label) in the paper's order: its methods (declared ``paper_row``) always, with
+    '-' where missing; then any other method with results ("other methods": distilled, then standalone)."""
+    from cmkd.methods import METHODS
+
+    def label(name: str) -> str:
+        cls = _method(name)
+        return cls.table_label() if cls is not None else name
+
     if table in (1, 2):
-        order = [("teacher", "TEACHER", ""), ("student", "STUDENT", "")]
-        extra = sorted({r.rsplit("-", 1)[0] for r in rows_present if r.endswith(("-orig", "-lskd"))} - set(KD_METHODS))
-        for m in KD_METHODS + extra:
-            order += [(f"{m}-orig", KD_LABELS.get(m, m), "ORIG"), (f"{m}-lskd", "", "w/ LSKD")]
-        order.append(("discomkd", "DisCoM-KD", ""))
+        order = [(TEACHER, "TEACHER", ""), (STUDENT, "STUDENT", "")]
+        variants: dict[str, set[str]] = {}
+        for key in rows_present - {TEACHER, STUDENT}:
+            name, _, variant = key.partition("|")
+            variants.setdefault(name, set()).update({variant} if variant else set())
+        paper = sorted((c for c in METHODS.values() if c.paper_row is not None and c.role() != "reference"),
+                       key=lambda c: c.paper_row)
+        others = sorted(set(variants) - {c.name for c in paper}, key=lambda n: (not variants[n], n))
+        for name in [c.name for c in paper] + others:
+            cls = _method(name)
+            distilled = bool(variants.get(name)) or (cls is not None and cls.role() == "distilled")
+            if not distilled:
+                order.append((name, label(name), ""))
+                continue
+            vs = sorted(variants.get(name, set()) | ({"orig", "lskd"} if cls is not None and cls.paper_row else set()),
+                        key=lambda v: (v != "orig", v))
+            subs = {"orig": "ORIG", "lskd": "w/ LSKD"}
+            order += [(f"{name}|{v}", label(name) if i == 0 else "", subs.get(v, v)) for i, v in enumerate(vs)]
         return order
-    return [(a, ABLATION_LABELS[a], "") for a in ABLATION_ROWS[table]] + [("discomkd", "DisCoM-KD (full)", "")]
+    order = []
+    owners = sorted({c.name for c in METHODS.values() if any(t == table for t, _ in c.ablations.values())}
+                    | {k.split(":")[0] for k in rows_present if ":" in k})
+    for name in owners:
+        cls = _method(name)
+        declared = [(a, lab) for a, (t, lab) in cls.ablations.items() if t == table] if cls is not None else []
+        extra = sorted({k.split(":", 1)[1] for k in rows_present if k.startswith(f"{name}:")} - {a for a, _ in declared})
+        order += [(f"{name}:{a}", lab, "") for a, lab in declared] + [(f"{name}:{a}", a, "") for a in extra]
+        order.append((name, f"{label(name)} (full)", ""))
+    return order
+
+
+def row_group(key: str) -> str:
+    """Rows of one group share a block in LaTeX (midrules between groups)."""
+    if key in (TEACHER, STUDENT):
+        return "reference"
+    cls = _method(key.split("|")[0].split(":")[0])
+    paper = cls is not None and cls.paper_row is not None
+    return f"{'paper' if paper else 'other'}-{'distilled' if '|' in key else 'standalone'}"
 
 
 @dataclass
@@ -176,12 +252,19 @@ def paired_test(a: pd.Series, b: pd.Series) -> tuple[bool | None, float | None]:
     return p < ALPHA, p
 
 
+def dataset_order(name: str) -> tuple:
+    """The paper's data sets in the paper's column order, then the others by name."""
+    from cmkd.datasets import DATASETS
+
+    col = getattr(DATASETS.get(name), "paper_column", None)
+    return (col is None, col or 0, name)
+
+
 def build_table(cells: pd.DataFrame, number: int, paper: pd.DataFrame | None = None) -> Table:
     sub = cells[cells.table == number]
     printed = sub[(sub.dataset == PRINTED_AVG[0]) & (sub.column == PRINTED_AVG[1])]
     sub = sub.drop(printed.index)
-    datasets = [d for d in ["sunrgbd", "eurosat-ms-sar", "tristar"] if d in set(sub.dataset)]
-    datasets += sorted(set(sub.dataset) - set(datasets))
+    datasets = sorted(set(sub.dataset), key=dataset_order)
     columns = []
     for d in datasets:
         rich = rich_modality(d)
@@ -198,10 +281,10 @@ def build_table(cells: pd.DataFrame, number: int, paper: pd.DataFrame | None = N
             if paper is not None:
                 pv = paper[(paper.table == number) & (paper.row == key) & (paper.dataset == col[0]) & (paper.column == col[1])]
                 table.cells[(key, col)].paper = float(pv.f1.iloc[0]) if len(pv) else None
-    distilled = [k for k, _, _ in table.rows if k not in ("teacher", "student")]
+    distilled = [k for k, _, _ in table.rows if k not in (TEACHER, STUDENT)]
     for col in columns:
-        student = table.cells.get(("student", col))
-        st_seeds = sub[(sub.row == "student") & (sub.dataset == col[0]) & (sub.column == col[1])].set_index("seed").f1
+        student = table.cells.get((STUDENT, col))
+        st_seeds = sub[(sub.row == STUDENT) & (sub.dataset == col[0]) & (sub.column == col[1])].set_index("seed").f1
         best_val = -1.0
         for k in distilled:
             c = table.cells[(k, col)]
@@ -247,7 +330,7 @@ def _fmt(c: Cell, style: str, std: bool, compare: bool) -> str:
 def header(table: Table, style: str) -> list[str]:
     labels = []
     for d, m in table.columns:
-        name = DATASET_LABELS.get(d, d)
+        name = dataset_label(d)
         if table.number == 1:
             rich = rich_modality(d) or "?"
             labels.append(f"{name} {rich.upper()}->{m.upper()}")
@@ -286,10 +369,12 @@ def latex(table: Table, std: bool = False, compare: bool = False) -> str:
     """A booktabs tabular (the body of a table environment)."""
     head = header(table, "latex")
     lines = [r"\begin{tabular}{ll" + "r" * (len(head) - 2) + "}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
+    previous = None
     for i, row in enumerate(body(table, "latex", std, compare)):
-        key = table.rows[i][0]
-        if key in ("kdv1-orig", "discomkd") and table.number in (1, 2):
+        group = row_group(table.rows[i][0])
+        if previous is not None and group != previous:
             lines.append(r"\midrule")
+        previous = group
         lines.append(" & ".join(row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines)
@@ -346,7 +431,7 @@ def plot(table: Table, path: Path) -> Path | None:
         # a missing cell is a gap (no bar), never a zero-height bar
         present = [i for i, m in enumerate(means) if m is not None]
         ax.bar(x[present] + j * width, [means[i] for i in present], width, yerr=[stds[i] for i in present],
-               capsize=2, alpha=0.9, label=f"{DATASET_LABELS.get(col[0], col[0])} {col[1]}")
+               capsize=2, alpha=0.9, label=f"{dataset_label(col[0])} {col[1]}")
     ax.set_xticks(x + width * (len(cols) - 1) / 2)
     ax.set_xticklabels(row_names(table), rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("weighted F1 (%)")
@@ -365,6 +450,12 @@ def load_rows(folder: str | Path) -> pd.DataFrame:
     folder = Path(folder)
     if not (folder / "results").is_dir() or not list((folder / "results").glob("*.json")):
         raise UserError(f"{folder} holds no results (no results/*.json); run cmkd bench --out {folder} first")
+    bench = folder / "bench.json"
+    if bench.is_file():  # methods registered by the benchmark's plugins label their rows
+        from .io import read_json
+        from .plugins import load_plugins
+
+        load_plugins(tuple(read_json(bench).get("config", {}).get("plugins", ())))
     rows = ResultsStore(folder / "results").rows()
     hashes = set(rows.config_hash.dropna())
     if len(hashes) > 1:

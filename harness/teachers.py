@@ -1,7 +1,8 @@
-"""Teachers are finished trials: found by (data set, repetition, teacher kind), never retrained.
+"""Teachers are finished trials: found by (data set content, repetition, teacher kind), never retrained.
 
-The cross-modal teacher is the ``student`` trial on the rich modality; the multi-modal teacher is
-the ``teacher-mm`` trial. Both must have been trained on the student's split.
+The method that declares ``teaches = "cross-modal"`` provides the cross-modal teacher (its trial on the
+rich modality); the one that declares ``teaches = "multi-modal"`` the multi-modal teacher. Both must
+have been trained on the student's split.
 """
 
 from __future__ import annotations
@@ -12,22 +13,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cmkd.methods import DataInfo, get_method
+from cmkd.methods import FUSED, DataInfo, get_method, teacher_method
 
 from .config import TrialSpec
 from .errors import UserError
 from .store import describe_other, is_finished, load_result, trial_dir
 
-TEACHER_METHOD = {"cross-modal": "student", "multi-modal": "teacher-mm"}
-
-
 def teacher_spec(spec: TrialSpec, kind: str, info: DataInfo) -> TrialSpec:
     """The spec of the trial that serves as ``spec``'s teacher (same data, seed and protocol)."""
     return TrialSpec(
         dataset=spec.dataset,
-        method=TEACHER_METHOD[kind],
+        method=teacher_method(kind).name,
         seed=spec.seed,
-        modality=info.rich if kind == "cross-modal" else None,
+        modality=info.rich if teacher_method(kind).single_modality else None,
         scenario="single",
         dataset_options=spec.dataset_options,
         data_root=spec.data_root,
@@ -96,7 +94,7 @@ def load_teacher(
     cls = get_method(tspec.method)
     options = cls.Options.from_dict(tspec.method_options, tspec.method)
     method = cls(info, tspec.modality, options)
-    key = tspec.modality if kind == "cross-modal" else "all"
+    key = tspec.modality if cls.single_modality else FUSED
     state = torch.load(folder / f"best_{key}.pt", map_location="cpu", weights_only=True)
     method.load_state_dict(state)
     teacher = method.export(key).to(device).eval()

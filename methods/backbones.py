@@ -37,6 +37,28 @@ def kaiming_conv1_(module: nn.Module) -> int:
     return changed
 
 
+#: the ResNet-18 stages a method can ask features of: the four residual stages and the pooled 512-d vector
+STAGES = ("layer1", "layer2", "layer3", "layer4", "pool")
+
+
+def encoder_stages(encoder: nn.Module, x: Tensor, stages: tuple[str, ...]) -> tuple[Tensor, dict[str, Tensor]]:
+    """The pooled features of a :func:`resnet18_encoder` and the feature maps of ``stages`` on the way."""
+    bad = set(stages) - set(STAGES)
+    if bad:
+        raise ValueError(f"unknown ResNet-18 stage {sorted(bad)[0]!r}; valid: {', '.join(STAGES)}")
+    e = encoder
+    h = e.maxpool(e.relu(e.bn1(e.conv1(x))))
+    feats: dict[str, Tensor] = {}
+    for name in STAGES[:4]:
+        h = getattr(e, name)(h)
+        if name in stages:
+            feats[name] = h
+    pooled = torch.flatten(e.avgpool(h), 1)
+    if "pool" in stages:
+        feats["pool"] = pooled
+    return pooled, feats
+
+
 class Classifier(nn.Module):
     """A single-modal classifier: encoder + linear head. Also the deployable form of every student."""
 
@@ -47,6 +69,11 @@ class Classifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.encoder(x))
+
+    def forward_features(self, x: Tensor, stages: tuple[str, ...]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Logits and the features of ``stages`` (see :data:`STAGES`) in one pass."""
+        pooled, feats = encoder_stages(self.encoder, x, stages)
+        return self.head(pooled), feats
 
 
 class FusionClassifier(nn.Module):
@@ -60,3 +87,10 @@ class FusionClassifier(nn.Module):
     def forward(self, x: dict[str, Tensor]) -> Tensor:
         feats = [enc(x[m]) for m, enc in self.encoders.items()]
         return self.head(torch.stack(feats).sum(0))
+
+    def forward_features(self, x: dict[str, Tensor], stages: tuple[str, ...]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Logits and the *fused* features of ``stages``: each stage summed over the modalities, as the
+        pooled features are (equal image sizes make the maps align)."""
+        per = [encoder_stages(enc, x[m], stages) for m, enc in self.encoders.items()]
+        fused = {s: torch.stack([f[s] for _, f in per]).sum(0) for s in per[0][1]}
+        return self.head(torch.stack([p for p, _ in per]).sum(0)), fused

@@ -14,7 +14,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from cmkd.harness.errors import UserError, check_fields, nearest
+from cmkd.errors import UserError, nearest
+
+from .options import validate
 
 #: the prediction key of a model that reads every modality (the multi-modal teacher)
 FUSED = "all"
@@ -57,7 +59,7 @@ class MethodOptions:
     """Base for a method's options: unknown keys and bad values fail before any compute."""
 
     def __post_init__(self) -> None:
-        check_fields(self, "option ")
+        validate(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, method: str) -> "MethodOptions":
@@ -95,6 +97,36 @@ class Method(nn.Module):
     joint_augmentation: ClassVar[bool] = True
     #: after training, save each output's best model as a standalone ``torch.export`` program
     export_models: ClassVar[bool] = False
+
+    # ---- what the plan, the teacher store, the sweep and the tables read (no method name in the harness) ----
+    #: the row label in the tables ("" = the registered name)
+    label: ClassVar[str] = ""
+    #: the teacher kind this method's trials provide, or None. "cross-modal": its trial on the rich modality
+    #: teaches that scenario and its trials on every modality are the STUDENT baseline rows; "multi-modal":
+    #: its trial is the multi-modal TEACHER. Such trials keep their weights (students load them).
+    teaches: ClassVar[str | None] = None
+    #: ablations this method runs through its ``ablation`` option: name -> (table number, row label)
+    ablations: ClassVar[dict[str, tuple[int, str]]] = {}
+    #: the method's row position in the paper's Tables 1-2 (None: not in the paper; its rows follow the
+    #: paper's under "other methods")
+    paper_row: ClassVar[int | None] = None
+
+    @classmethod
+    def role(cls) -> str:
+        """``reference`` (trained on labels alone; teaches), ``distilled`` (learns from a teacher), or
+        ``standalone`` (no teacher, e.g. a joint method with one deployable model per modality)."""
+        if cls.teaches:
+            return "reference"
+        return "distilled" if cls.teacher_kinds else "standalone"
+
+    @classmethod
+    def table_label(cls) -> str:
+        return cls.label or cls.name
+
+    @classmethod
+    def epoch_cost(cls, info: "DataInfo") -> float:
+        """Cost of one epoch relative to a single-modal student epoch (forward/backward passes), for planning."""
+        return 1.0 if cls.single_modality else float(len(info.channels))
 
     def __init__(self, info: DataInfo, modality: str | None, options: MethodOptions, teacher: nn.Module | None = None,
                  teacher_kind: str | None = None):

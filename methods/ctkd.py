@@ -21,27 +21,29 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import Batch, DataInfo, MethodOptions
-from .distill import DistilledStudent, DistillOptions
+from .distill import TEMPERATURE, WEIGHT, DistilledStudent, DistillOptions
+from .options import option
 from .kd_losses import ctkd_lambda, ctkd_temperature, kd_loss, standardize
 from .registry import register_method
 
 
 @dataclass(frozen=True)
 class CTKDOptions(DistillOptions):
-    ce_weight: float = 0.1
-    kd_weight: float = 0.9
-    t_start: float = 1.0
-    t_range: float = 20.0
-    theta_init: float = 1.0
-    lambda_loops: int = 5
-    lambda_count_from_one: bool = False  # CTKD's own epoch count (the DisCoM-KD authors count from 0)
-    temp_lr: float | None = None  # None: the student's lr; 0: theta frozen
-    signed = ("theta_init",)
+    ce_weight: float = option(0.1, "weight of CE on labels", **WEIGHT)
+    kd_weight: float = option(0.9, "weight of the KD term at the learned T", **WEIGHT)
+    t_start: float = option(1.0, "lowest temperature: T = t_start + t_range * sigmoid(GRL(theta))", **TEMPERATURE)
+    t_range: float = option(20.0, "temperature range above t_start", **TEMPERATURE)
+    theta_init: float = option(1.0, "initial theta (1: T = 15.62)")
+    lambda_loops: int = option(5, "epochs of the cosine ramp of the reversal strength (the authors' 5)", low=0)
+    lambda_count_from_one: bool = option(False, "CTKD's own epoch count in the ramp (the DisCoM-KD authors count from 0)")
+    temp_lr: float | None = option(None, "theta's own learning rate (None: the student's; 0: theta frozen)", low=0)
 
 
 @register_method("ctkd")
 class CTKD(DistilledStudent):
     description = "Curriculum temperature KD: learnable global T through a GRL, cosine ramp, 0.1 CE + 0.9 KD"
+    label = "CTKD"
+    paper_row = 4
     Options = CTKDOptions
 
     def __init__(self, info: DataInfo, modality: str | None, options: MethodOptions, teacher: nn.Module | None = None,

@@ -16,10 +16,11 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from cmkd.harness.errors import UserError
+from cmkd.errors import UserError
 
 from .backbones import FEATURE_DIM, resnet18_encoder
 from .base import Batch, DataInfo, Method, MethodOptions
+from .options import option, validate
 from .discomkd_losses import (MODALITY_TARGETS, PERP_MODES, REDUCTIONS, adversarial_loss, auxiliary_loss, classification_loss,
                               modality_loss, orthogonality_loss)
 from .kd_losses import grad_reverse
@@ -43,24 +44,26 @@ PRESETS: dict[str, dict[str, str]] = {
 
 @dataclass(frozen=True)
 class DisCoMKDOptions(MethodOptions):
-    ablation: str = ""  # "" = the full method, else one of ABLATIONS
-    modality_targets: str = "index"  # index (paper) | official (released code's ones/zeros targets)
-    perp: str = "signed"  # signed (paper and code) | absolute
-    batches: str = "unpaired"  # unpaired (released code: each modality shuffled alone) | paired
-    reduction: str = "sum"  # sum (paper: sum over modalities) | concat-mean (released code: one mean per term)
-    preset: str = ""  # "" or a name in PRESETS: sets several options at once (e.g. released-code)
-    grl_lambda: float = 1.0
-    w_cl: float = 1.0
-    w_adv: float = 1.0
-    w_mod: float = 1.0
-    w_aux: float = 1.0
-    w_perp: float = 1.0
+    ablation: str = option("", "the full method, or a term removed (Table 3) / the task head's input (Table 4)",
+                           choices=("", *ABLATIONS))
+    modality_targets: str = option("index", "index: the paper's modality labels; official: the released code's "
+                                            "ones/zeros targets", choices=MODALITY_TARGETS)
+    perp: str = option("signed", "L_perp: signed cosine (paper and code) or absolute (orthogonality)", choices=PERP_MODES)
+    batches: str = option("unpaired", "unpaired: each modality shuffled on its own (released code); paired",
+                          choices=("unpaired", "paired"))
+    reduction: str = option("sum", "sum over modalities (paper) or concat-mean (released code: one mean per term)",
+                            choices=REDUCTIONS)
+    preset: str = option("", "sets several options at once: released-code", choices=("", *PRESETS))
+    grl_lambda: float = option(1.0, "gradient-reversal strength in front of the modality discriminator", low=0)
+    w_cl: float = option(1.0, "weight of L_cl", low=0)
+    w_adv: float = option(1.0, "weight of L_adv", low=0)
+    w_mod: float = option(1.0, "weight of L_mod", low=0)
+    w_aux: float = option(1.0, "weight of L_aux", low=0)
+    w_perp: float = option(1.0, "weight of L_perp", low=0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.preset:
-            if self.preset not in PRESETS:
-                raise UserError(f"unknown DisCoM-KD preset {self.preset!r}; valid: {', '.join(PRESETS)}")
             defaults = {f.name: f.default for f in fields(self)}
             for name, value in PRESETS[self.preset].items():
                 if getattr(self, name) == defaults[name]:
@@ -68,18 +71,7 @@ class DisCoMKDOptions(MethodOptions):
                 elif getattr(self, name) != value:
                     raise UserError(f"option {name}={getattr(self, name)!r} conflicts with preset {self.preset!r} "
                                     f"(which sets {name}={value!r}); drop one of them")
-        if self.ablation and self.ablation not in ABLATIONS:
-            from cmkd.harness.errors import nearest
-
-            raise UserError(f"unknown DisCoM-KD ablation {self.ablation!r}{nearest(self.ablation, list(ABLATIONS))}; "
-                            f"valid: {', '.join(ABLATIONS)}")
-        for name, valid in (("modality_targets", MODALITY_TARGETS), ("perp", PERP_MODES),
-                            ("batches", ("unpaired", "paired")), ("reduction", REDUCTIONS)):
-            if getattr(self, name) not in valid:
-                raise UserError(f"option {name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
-        for name in ("grl_lambda", "w_cl", "w_adv", "w_mod", "w_aux", "w_perp"):
-            if float(getattr(self, name)) < 0:
-                raise UserError(f"option {name} must be >= 0, got {getattr(self, name)}")
+        validate(self)  # again: the preset's values too
 
     def task_input(self) -> str:
         return {"only-inv": "inv", "only-inf": "inf"}.get(self.ablation, "both")
@@ -120,6 +112,10 @@ class DisCoMKDClassifier(nn.Module):
 @register_method("discomkd")
 class DisCoMKD(Method):
     description = "DisCoM-KD: joint disentangled training, one deployable classifier per modality (no teacher)"
+    label = "DisCoM-KD"
+    paper_row = 6
+    ablations = {"no-adv": (3, "w/o L_adv"), "no-mod": (3, "w/o L_mod"), "no-aux": (3, "w/o L_aux"),
+                 "no-orth": (3, "w/o L_perp"), "only-inv": (4, "z_inv only"), "only-inf": (4, "z_inf only")}
     Options = DisCoMKDOptions
     joint_augmentation: ClassVar[bool] = False  # each modality augmented on its own (official code)
     export_models: ClassVar[bool] = True
@@ -139,6 +135,10 @@ class DisCoMKD(Method):
     @classmethod
     def variant(cls, options: MethodOptions) -> str:
         return options.ablation  # type: ignore[attr-defined]
+
+    @classmethod
+    def epoch_cost(cls, info: DataInfo) -> float:
+        return 2.0 * len(info.channels)  # two encoders per modality
 
     @classmethod
     def check(cls, info: DataInfo, modality: str | None, options: MethodOptions) -> None:

@@ -9,40 +9,39 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
-
-from cmkd.harness.errors import UserError
 
 from .backbones import Classifier
 from .base import Batch, DataInfo, Method, MethodOptions, teacher_logits
+from .options import option
 
 
 @dataclass(frozen=True)
 class DistillOptions(MethodOptions):
-    lskd: bool = False  # logit standardisation (LSKD) inside the KD loss, same temperatures and weights
-    teacher_train_mode: bool = False  # the DisCoM-KD authors' quirk: teacher BatchNorm on batch statistics
+    lskd: bool = option(False, "logit standardisation (LSKD) inside the KD loss, same temperatures and weights")
+    teacher_train_mode: bool = option(False, "the DisCoM-KD authors' quirk: teacher BatchNorm on batch statistics")
 
-    #: numeric options that may be negative (everything else: weights, temperatures, counts, must not)
-    signed: ClassVar[tuple[str, ...]] = ()
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for name, value in self.__dict__.items():
-            if isinstance(value, bool) or value is None or name in self.signed:
-                continue
-            if not isinstance(value, (int, float)):
-                raise UserError(f"option {name} must be a number, got {value!r}")
-            if value < 0:
-                raise UserError(f"option {name} must be >= 0, got {value}")
-        for name in ("temperature", "t0", "t_start", "t_range"):
-            if name in self.__dict__ and not 0 < float(self.__dict__[name]) <= 100:
-                raise UserError(f"option {name} must lie in (0, 100], got {self.__dict__[name]}")
+#: the bounds most KD options share
+TEMPERATURE = {"low": 0, "high": 100, "low_open": True}
+WEIGHT = {"low": 0}
 
 
 class DistilledStudent(Method):
+    """One ResNet-18 student on its modality and a frozen teacher.
+
+    Feature-level methods set ``feature_stages`` (names from ``backbones.STAGES``) and implement
+    :meth:`distill_features`, which receives the student's and the teacher's features of those stages
+    (the multi-modal teacher's are fused: summed over modalities). Extra trainable modules (regressors,
+    projectors, memory banks) are ordinary attributes: the optimiser trains them, checkpoints hold them,
+    and they never reach the exported model (``export`` returns the student network alone).
+    """
+
     teacher_kinds: ClassVar[tuple[str, ...]] = ("cross-modal", "multi-modal")
     single_modality = True
     joint_augmentation = True  # teacher and student see the same flips/rotation of a sample
+    feature_stages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, info: DataInfo, modality: str | None, options: MethodOptions, teacher: nn.Module | None = None,
                  teacher_kind: str | None = None):
@@ -54,23 +53,44 @@ class DistilledStudent(Method):
     def variant(cls, options: MethodOptions) -> str:
         return "lskd" if getattr(options, "lskd", False) else "orig"
 
+    @classmethod
+    def epoch_cost(cls, info: DataInfo) -> float:
+        return 1.3  # the student's step plus the frozen teacher's forward pass
+
     def teacher_modalities(self) -> list[str]:
         return [self.info.rich] if self.teacher_kind == "cross-modal" else list(self.info.channels)
 
     def inputs(self) -> list[str]:
         return list(dict.fromkeys([self.modality, *self.teacher_modalities()]))
 
-    def teacher_forward(self, x: dict[str, Tensor]) -> Tensor:
+    def _teacher_input(self, x: dict[str, Tensor]):
         if self.teacher is None:
             raise RuntimeError(f"{self.name} needs a teacher; the engine loads it from the store")
         self.teacher.train(bool(self.options.teacher_train_mode))
-        inp = x[self.info.rich] if self.teacher_kind == "cross-modal" else {m: x[m] for m in self.teacher_modalities()}
-        return teacher_logits(self.teacher, inp)
+        return x[self.info.rich] if self.teacher_kind == "cross-modal" else {m: x[m] for m in self.teacher_modalities()}
+
+    def teacher_forward(self, x: dict[str, Tensor]) -> Tensor:
+        return teacher_logits(self.teacher, self._teacher_input(x))
+
+    def teacher_features(self, x: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """The frozen teacher's logits and features of ``feature_stages``, without a graph."""
+        with torch.no_grad():
+            logits, feats = self.teacher.forward_features(self._teacher_input(x), self.feature_stages)
+        return logits.float(), {k: v.float() for k, v in feats.items()}
 
     def loss(self, batch: Batch, epoch: int) -> tuple[Tensor, dict[str, Tensor]]:
+        if self.feature_stages:
+            s, s_feats = self.net.forward_features(batch.x[self.modality], self.feature_stages)
+            t, t_feats = self.teacher_features(batch.x)
+            return self.distill_features(s.float(), t, s_feats, t_feats, batch, epoch)
         s = self.net(batch.x[self.modality]).float()
         t = self.teacher_forward(batch.x)
         return self.distill(s, t, batch, epoch)
+
+    def distill_features(self, student: Tensor, teacher: Tensor, student_features: dict[str, Tensor],
+                         teacher_features: dict[str, Tensor], batch: Batch, epoch: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """A feature-level method's loss: logits and the ``feature_stages`` features of both networks."""
+        raise NotImplementedError
 
     def distill(self, student: Tensor, teacher: Tensor, batch: Batch, epoch: int) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError

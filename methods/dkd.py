@@ -13,24 +13,27 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import Batch
-from .distill import DistilledStudent, DistillOptions
+from .distill import TEMPERATURE, WEIGHT, DistilledStudent, DistillOptions
+from .options import option
 from .kd_losses import dkd_terms, dkd_warmup, standardize
 from .registry import register_method
 
 
 @dataclass(frozen=True)
 class DKDOptions(DistillOptions):
-    alpha: float = 1.0
-    beta: float = 8.0
-    temperature: float = 4.0
-    ce_weight: float = 1.0
-    warmup_epochs: int = 20
-    warmup_count_from_one: bool = False
+    alpha: float = option(1.0, "weight of TCKD (target-class KD)", **WEIGHT)
+    beta: float = option(8.0, "weight of NCKD (non-target-class KD; the authors' 8)", **WEIGHT)
+    temperature: float = option(4.0, "softmax temperature T", **TEMPERATURE)
+    ce_weight: float = option(1.0, "weight of CE on labels", **WEIGHT)
+    warmup_epochs: int = option(20, "epochs of the linear warm-up of the DKD term (0: none)", low=0)
+    warmup_count_from_one: bool = option(False, "mdistiller's epoch count (first epoch 1/W); the authors count from 0")
 
 
 @register_method("dkd")
 class DKD(DistilledStudent):
     description = "Decoupled KD: CE + warm-up x (alpha TCKD + beta NCKD), alpha 1, beta 8, T 4, 20-epoch warm-up"
+    label = "DKD"
+    paper_row = 3
     Options = DKDOptions
 
     def distill(self, student: Tensor, teacher: Tensor, batch: Batch, epoch: int):

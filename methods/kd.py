@@ -10,28 +10,23 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from cmkd.harness.errors import UserError
-
 from .base import Batch
-from .distill import DistilledStudent, DistillOptions
+from .distill import TEMPERATURE, DistilledStudent, DistillOptions
+from .options import option
 from .kd_losses import hinton_loss
 from .registry import register_method
 
 
 @dataclass(frozen=True)
 class HintonOptions(DistillOptions):
-    alpha: float = 0.0
-    temperature: float = 4.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 0 <= self.alpha <= 1:
-            raise UserError(f"option alpha (the CE weight) must lie in [0, 1], got {self.alpha}")
+    alpha: float = option(0.0, "weight of CE on labels; the KD term gets 1 - alpha (KDv1: 0, soft labels only)",
+                          low=0, high=1)
+    temperature: float = option(4.0, "softmax temperature T (the authors' 4)", **TEMPERATURE)
 
 
 @dataclass(frozen=True)
 class KDv2Options(HintonOptions):
-    alpha: float = 0.5
+    alpha: float = option(0.5, "weight of CE on labels; the KD term gets 1 - alpha (KDv2: 0.5)", low=0, high=1)
 
 
 class _Hinton(DistilledStudent):
@@ -43,10 +38,14 @@ class _Hinton(DistilledStudent):
 @register_method("kdv1")
 class KDv1(_Hinton):
     description = "Hinton KD, soft labels only (alpha 0, T 4): the MFH paper's KDv1"
+    label = "KDv1"
+    paper_row = 1
     Options = HintonOptions
 
 
 @register_method("kdv2")
 class KDv2(_Hinton):
     description = "Hinton KD, 0.5 CE + 0.5 KD (T 4): the MFH paper's KDv2"
+    label = "KDv2"
+    paper_row = 2
     Options = KDv2Options

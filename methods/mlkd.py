@@ -13,21 +13,28 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from .base import Batch
-from .distill import DistilledStudent, DistillOptions
+from .distill import TEMPERATURE, WEIGHT, DistilledStudent, DistillOptions
+from .options import option
 from .kd_losses import mlkd_discomkd_code_loss, mlkd_loss
 from .registry import register_method
 
 
 @dataclass(frozen=True)
 class MLKDOptions(DistillOptions):
-    t0: float = 4.0
-    ce_weight: float = 0.1
-    kd_weight: float = 0.9
+    t0: float = option(4.0, "the first of the five temperatures (t0, 3, 5, 2, 6)", **TEMPERATURE)
+    ce_weight: float = option(0.1, "weight of CE on both views", **WEIGHT)
+    kd_weight: float = option(0.9, "weight of every KD level", **WEIGHT)
 
 
 @register_method("mlkd")
 class MLKD(DistilledStudent):
     description = "Multi-level logit KD (reference-code behaviour): weak + strong views, masks, T0 4, 0.1 CE / 0.9 KD"
+    label = "MLKD"
+    paper_row = 5
+
+    @classmethod
+    def epoch_cost(cls, info) -> float:
+        return 2.5  # two views through student and teacher
     Options = MLKDOptions
 
     def wants_strong_view(self) -> bool:
@@ -45,6 +52,7 @@ class MLKD(DistilledStudent):
 @register_method("mlkd-discomkd-code")
 class MLKDDisComKDCode(DistilledStudent):
     description = "the DisCoM-KD authors' MLKD re-write (one view, no masks, probability-input quirk): the paper's MLKD rows"
+    label = "MLKD (authors' code)"
     Options = DistillOptions
 
     def distill(self, student: Tensor, teacher: Tensor, batch: Batch, epoch: int):

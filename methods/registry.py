@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cmkd.harness.errors import unknown
+from cmkd.errors import UserError, unknown
 
 from .base import Method
 
@@ -24,3 +24,12 @@ def get_method(name: str) -> type[Method]:
     if name not in METHODS:
         raise unknown("method", name, METHODS)
     return METHODS[name]
+
+
+def teacher_method(kind: str) -> type[Method]:
+    """The registered method whose trials teach ``kind`` ("cross-modal" or "multi-modal")."""
+    found = [cls for cls in METHODS.values() if cls.teaches == kind]
+    if len(found) != 1:
+        raise UserError(f"{len(found)} registered methods teach the {kind} scenario "
+                        f"({', '.join(c.name for c in found) or 'none'}); exactly one must declare teaches = {kind!r}")
+    return found[0]

@@ -17,7 +17,9 @@ from .registry import register_method
 @register_method("student")
 class Student(Method):
     description = "single-modal ResNet-18 with cross-entropy (STUDENT; on the rich modality also the cross-modal TEACHER)"
+    label = "STUDENT"
     single_modality = True
+    teaches = "cross-modal"
 
     def __init__(self, info: DataInfo, modality: str | None, options: MethodOptions, teacher: nn.Module | None = None,
                  teacher_kind: str | None = None):

@@ -16,6 +16,8 @@ from .registry import register_method
 @register_method("teacher-mm")
 class MultiModalTeacher(Method):
     description = "multi-modal TEACHER: a ResNet-18 per modality, features summed, one linear classifier"
+    label = "TEACHER"
+    teaches = "multi-modal"
 
     def __init__(self, info: DataInfo, modality: str | None, options: MethodOptions, teacher: nn.Module | None = None,
                  teacher_kind: str | None = None):
@@ -25,7 +27,7 @@ class MultiModalTeacher(Method):
     @classmethod
     def check(cls, info: DataInfo, modality, options) -> None:
         super().check(info, modality, options)
-        from cmkd.harness.errors import UserError
+        from cmkd.errors import UserError
 
         if len(info.channels) < 2:
             raise UserError(f"teacher-mm needs at least two modalities; {info.name!r} has {list(info.channels)}")

@@ -11,6 +11,22 @@ def runs(tmp_path):
 
 
 @pytest.fixture(scope="session")
+def teachers(tmp_path_factory):
+    """A runs folder holding a finished cross-modal and multi-modal teacher for the tiny synthetic data
+    (seed 0, two epochs), trained once per test session: a new KD method's test passes it as
+    ``run_trial(tiny_spec(method=..., modality="depth", scenario="cross-modal"), runs_root=teachers)``."""
+    from cmkd.harness.engine import run_trial
+    from cmkd.methods import teacher_method
+    from helpers import tiny_spec
+
+    root = tmp_path_factory.mktemp("teachers")
+    cross, multi = teacher_method("cross-modal"), teacher_method("multi-modal")
+    run_trial(tiny_spec(method=cross.name, modality="rgb"), runs_root=root)
+    run_trial(tiny_spec(method=multi.name, modality=None), runs_root=root)
+    return root
+
+
+@pytest.fixture(scope="session")
 def ray_session():
     """One local Ray instance for the whole suite (2 CPUs); drivers started by tests join it (--address auto)."""
     import ray

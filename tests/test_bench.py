@@ -22,7 +22,7 @@ from cmkd.harness.sweep import resolve_device, run_bench
 
 pytestmark = pytest.mark.ray
 
-SMALL = ["methods=['kdv1', 'mlkd']", "ablations=['no-adv']", "log_checkpoints=true"]
+SMALL = ["methods=['kdv1', 'mlkd', 'discomkd']", "ablations=['no-adv']", "log_checkpoints=true"]
 
 
 def _runs(uri: str, experiment: str):
@@ -84,8 +84,8 @@ def test_smoke_benchmark_one_run_and_one_result_per_trial_students_after_teacher
 
 def test_a_raising_trial_is_retried_then_failed_and_its_students_skipped(ray_session, tmp_path):
     cfg = load_config("smoke", overrides=["methods=['kdv1']", "lskd=[false]", "scenarios=['cross-modal', 'multi-modal']",
-                                          "discomkd=false", "inject_failure='teacher-mm'", "max_failures=1"])
-    summary = run_bench(cfg, out=tmp_path / "b", say=lambda s: None)
+                                          "ablations=[]", "max_failures=1"])
+    summary = run_bench(cfg, out=tmp_path / "b", say=lambda s: None, inject_failure="teacher-mm")
     store = ResultsStore(tmp_path / "b" / "results")
     recs = {r["name"]: r for r in store.records()}
     failed = recs["synthetic-teacher-mm-s0"]
@@ -104,7 +104,7 @@ def _bench_cmd(out: Path, extra: list[str]) -> list[str]:
 
 def test_killed_driver_resumes_every_trial_exactly_once(ray_session, tmp_path):
     out = tmp_path / "b"
-    extra = ["--set", "methods=['kdv1']", "--set", "lskd=[false]", "--set", "ablations=['no-adv']",
+    extra = ["--set", "methods=['kdv1', 'discomkd']", "--set", "lskd=[false]", "--set", "ablations=['no-adv']",
              "--set", "train.epochs=4", "--set", "scenarios=['cross-modal', 'ablation']"]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     proc = subprocess.Popen(_bench_cmd(out, extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -172,7 +172,7 @@ def test_runs_reach_a_real_mlflow_server(ray_session, tmp_path):
             except OSError:
                 time.sleep(0.5)
         cfg = load_config("smoke", overrides=["methods=['kdv1']", "lskd=[false]", "scenarios=['cross-modal']",
-                                              "discomkd=false"])
+                                              "ablations=[]"])
         summary = run_bench(cfg, out=tmp_path / "b", tracking_uri=uri, say=lambda s: None)
         assert summary.finished == 3
         from mlflow.tracking import MlflowClient

@@ -71,3 +71,22 @@ def test_cmkd_prepare_cleans_what_a_killed_prepare_left(tmp_path, capsys):
     (left / "ms.npy").write_bytes(b"x" * 10_000)
     assert main(["prepare", "eurosat-ms-sar", "--root", str(root), "--out", str(tmp_path / "cache")]) == 0
     assert not left.exists() and (tmp_path / "cache" / "manifest.json").is_file()
+
+
+def test_a_trial_folder_in_use_is_refused_naming_its_holder(tmp_path, capsys):
+    import socket
+
+    from cmkd.harness.cli import main
+    from cmkd.harness.locks import FolderLock
+    from helpers import TINY_DATA
+
+    folder = tmp_path / "trial"
+    args = ["train", "--method", "student", "--dataset", "synthetic", "--modality", "rgb", "--epochs", "1",
+            "--data-opt", f"n_samples={TINY_DATA['n_samples']}", "--data-opt", f"image_size={TINY_DATA['image_size']}",
+            "--out", str(folder)]
+    with FolderLock(folder, "trial"):  # another holder (flock locks are per open file, even in one process)
+        assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"is in use by another cmkd trial (PID {os.getpid()} on {socket.gethostname()}" in err
+    assert sorted(p.name for p in folder.iterdir()) == [".lock"]  # nothing written while held
+    assert main(args) == 0  # released: it trains

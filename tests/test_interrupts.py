@@ -19,7 +19,7 @@ from cmkd.harness.results import ResultsStore
 
 pytestmark = pytest.mark.ray
 
-SETS = ["methods=['kdv1']", "lskd=[false]", "ablations=[]", "discomkd=false", "train.epochs=3",
+SETS = ["methods=['kdv1']", "lskd=[false]", "ablations=[]", "train.epochs=3",
         "scenarios=['cross-modal', 'multi-modal']"]
 EXTRA = [a for s in SETS for a in ("--set", s)]
 

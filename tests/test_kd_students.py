@@ -21,11 +21,8 @@ KD = ["kdv1", "kdv2", "dkd", "ctkd", "mlkd"]
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("store")
-    run_trial(tiny_spec(method="student", modality="rgb"), runs_root=root)  # the cross-modal teacher
-    run_trial(tiny_spec(method="teacher-mm", modality=None), runs_root=root)
-    return root
+def store(teachers):
+    return teachers  # the session's shared teachers (tests/conftest.py)
 
 
 @pytest.mark.parametrize("lskd", [False, True], ids=["orig", "lskd"])
@@ -149,7 +146,7 @@ def test_teacher_with_another_split_or_classes_is_refused(store, tmp_path, field
 @pytest.mark.parametrize("extra, message", [
     (["--method", "kdv3", "--modality", "depth"], "unknown method 'kdv3'"),
     (["--method", "kdv1", "--modality", "depth", "--opt", "temperature=0"], "temperature must lie in"),
-    (["--method", "kdv2", "--modality", "depth", "--opt", "alpha=1.5"], "alpha (the CE weight) must lie in [0, 1]"),
+    (["--method", "kdv2", "--modality", "depth", "--opt", "alpha=1.5"], "option alpha must lie in [0, 1], got 1.5"),
     (["--method", "dkd", "--modality", "depth", "--opt", "beta=-1"], "beta must be >= 0"),
     (["--method", "dkd", "--modality", "depth", "--opt", "gamma=1"], "has no option 'gamma'"),
     (["--method", "kdv1", "--modality", "rgb"], "cannot train on 'rgb' itself"),

@@ -21,13 +21,14 @@ def test_paper_tables_1_and_2_round_trip_with_arrows():
         t = build_table(cells, number)
         sub = paper[paper.table == number]
         for r in sub.itertuples():
-            row = r.method if r.method in ("teacher", "student", "discomkd") else f"{r.method}-{'lskd' if r.variant == 'lskd' else 'orig'}"
+            row = (r.method.upper() if r.method in ("teacher", "student") else r.method if r.method == "discomkd"
+                   else f"{r.method}|{'lskd' if r.variant == 'lskd' else 'orig'}")
             cols = [c for c in t.columns if c[0] == r.dataset and (r.modality == "all" or c[1] == r.modality)]
             assert cols, (number, r)
             for col in cols:
                 cell = t.cells[(row, col)]
                 assert f"{cell.mean:.2f}" == f"{r.f1:.2f}"
-                if row not in ("teacher", "student"):
+                if row not in ("TEACHER", "STUDENT"):
                     student = sub[(sub.method == "student") & (sub.dataset == r.dataset) & (sub.modality == col[1])].f1.iloc[0]
                     assert cell.arrow == (UP if r.f1 > student else DOWN)
     t1 = render(build_table(cells, 1))
@@ -70,13 +71,13 @@ def test_hand_made_results_render_exactly():
     t1 = build_table(cells, 1)
     assert t1.columns == [("synthetic", "depth")]
     col = ("synthetic", "depth")
-    c = t1.cells[("teacher", col)]
+    c = t1.cells[("TEACHER", col)]
     assert (c.mean, c.n) == (85.0, 2) and c.std == pytest.approx(5.0)
-    assert t1.cells[("student", col)].mean == 55.0
-    assert t1.cells[("kdv1-orig", col)].mean == 63.0 and t1.cells[("kdv1-orig", col)].arrow == UP
-    assert t1.cells[("kdv1-lskd", col)].arrow == DOWN
-    assert t1.cells[("dkd-lskd", col)].mean is None  # missing, not zero
-    assert t1.cells[("discomkd", col)].best and not t1.cells[("kdv1-orig", col)].best
+    assert t1.cells[("STUDENT", col)].mean == 55.0
+    assert t1.cells[("kdv1|orig", col)].mean == 63.0 and t1.cells[("kdv1|orig", col)].arrow == UP
+    assert t1.cells[("kdv1|lskd", col)].arrow == DOWN
+    assert t1.cells[("dkd|lskd", col)].mean is None  # missing, not zero
+    assert t1.cells[("discomkd", col)].best and not t1.cells[("kdv1|orig", col)].best
     text = render(t1, "terminal", std=True)
     assert "85.00 ± 5.00 (n=2)" in text and "71.00 ± 1.00 (n=2) ↑ ns *" in text
     lines = text.splitlines()
@@ -91,11 +92,11 @@ def test_hand_made_results_render_exactly():
     assert all(line.count("&") == 2 for line in body_rows)
     assert r"\textbf{71.00 $\uparrow$$^{\mathrm{ns}}$}" in tex and r"$\rightarrow$" in tex
     t2 = build_table(cells, 2)
-    assert t2.cells[("teacher", ("synthetic", "rgb"))].mean == 96.0
-    assert t2.cells[("kdv2-orig", ("synthetic", "rgb"))].mean == 88.0
+    assert t2.cells[("TEACHER", ("synthetic", "rgb"))].mean == 96.0
+    assert t2.cells[("kdv2|orig", ("synthetic", "rgb"))].mean == 88.0
     t3 = build_table(cells, 3)
-    assert t3.cells[("no-adv", ("synthetic", "rgb"))].mean == 75.0
-    assert t3.average["no-adv"] == pytest.approx(np.mean([75.0, 62.0]))
+    assert t3.cells[("discomkd:no-adv", ("synthetic", "rgb"))].mean == 75.0
+    assert t3.average["discomkd:no-adv"] == pytest.approx(np.mean([75.0, 62.0]))
     assert "Avg" in render(t3)
 
 
@@ -104,7 +105,7 @@ def test_significance_marks_match_scipy():
     cells = cells_from_results(rows)
     t1 = build_table(cells, 1)
     col = ("synthetic", "depth")
-    for key, method, variant in (("kdv1-orig", "kdv1", "orig"), ("kdv1-lskd", "kdv1", "lskd")):
+    for key, method, variant in (("kdv1|orig", "kdv1", "orig"), ("kdv1|lskd", "kdv1", "lskd")):
         a = rows[(rows.method == method) & (rows.variant == variant)].sort_values("seed").test_f1 * 100
         b = rows[(rows.method == "student") & (rows.modality == "depth")].sort_values("seed").test_f1 * 100
         p = ttest_rel(a.values, b.values).pvalue
@@ -188,21 +189,21 @@ def test_paper_tables_3_and_4_cell_by_cell_with_the_printed_avg(number, expected
     t = build_table(cells_from_paper(), number)
     assert t.columns == [("sunrgbd", "rgb"), ("sunrgbd", "depth"), ("eurosat-ms-sar", "ms"), ("eurosat-ms-sar", "sar"),
                          ("tristar", "thermal"), ("tristar", "depth")]
-    assert [k for k, _, _ in t.rows] == list(expected)
+    assert [k for k, _, _ in t.rows] == [k if k == "discomkd" else f"discomkd:{k}" for k in expected]
     for (key, _, _), row in zip(t.rows, body(t, "plain")):
         shown = [cell.split()[0] for cell in row[2:]]
-        assert shown == [f"{v:.2f}" for v in expected[key]], key
+        assert shown == [f"{v:.2f}" for v in expected[key.split(":")[-1]]], key
     # the full method is a row (no '-'), and a tie (TRISTAR thermal 97.06 in Table 3) marks both rows
     if number == 3:
-        assert t.cells[("no-orth", ("tristar", "thermal"))].best and t.cells[("discomkd", ("tristar", "thermal"))].best
-        assert t.cells[("discomkd", ("sunrgbd", "depth"))].best and not t.cells[("no-aux", ("sunrgbd", "depth"))].best
+        assert t.cells[("discomkd:no-orth", ("tristar", "thermal"))].best and t.cells[("discomkd", ("tristar", "thermal"))].best
+        assert t.cells[("discomkd", ("sunrgbd", "depth"))].best and not t.cells[("discomkd:no-aux", ("sunrgbd", "depth"))].best
 
 
 def test_printed_avg_is_checked_against_the_cells():
     t3, t4 = build_table(cells_from_paper(), 3), build_table(cells_from_paper(), 4)
     for t, expected in ((t3, PAPER_T3), (t4, PAPER_T4)):
         for key, values in expected.items():
-            assert t.average[key] == pytest.approx(np.mean(values[:6]))
+            assert t.average[key if key == "discomkd" else f"discomkd:{key}"] == pytest.approx(np.mean(values[:6]))
     # one printed Avg differs from the mean of the printed cells (77.7883 rounds to 77.79)
     assert len(t3.average_mismatches()) == 1 and "w/o L_adv: printed Avg 77.78" in t3.average_mismatches()[0]
     assert t4.average_mismatches() == []  # 74.555 is printed 74.56

@@ -1,0 +1,128 @@
+"""One benchmark trial as a typed job, and running it with tracking: Ray-free (a test calls it directly;
+the sweep's Ray trainable is a thin wrapper around it).
+
+``run_tracked_trial(job)``: skip if finished; otherwise open (or reuse) the trial's MLflow run, train or
+resume through the engine, log every epoch, record the outcome in the results store (finished, or
+failed with its error; a trial stopped by the driver is neither), and free what nobody reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cmkd
+
+from .config import TrialSpec
+from .results import ResultsStore
+from .store import variant_of
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """Everything a worker needs to run one planned trial and file its result."""
+
+    trial_id: str
+    name: str
+    stage: int
+    spec: TrialSpec
+    teacher_id: str | None
+    runs_root: str
+    results_dir: str
+    tracking_uri: str
+    experiment_id: str
+    config_hash: str
+    bench: str
+    cpus: float = 1.0
+    log_checkpoints: bool = False
+    keep_weights: bool = True  # False: delete best weights and exported models once tracked (nobody loads them)
+    plugins: tuple[str, ...] = ()
+    fail_before_training: bool = False  # a test's failure injection (never set from a user's config)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """The results-store fields every outcome of this trial shares."""
+        s = self.spec
+        return {"trial_id": self.trial_id, "name": self.name, "stage": self.stage, "dataset": s.dataset,
+                "scenario": s.scenario, "method": s.method, "variant": variant_of(s), "modality": s.modality,
+                "seed": s.seed, "teacher_id": self.teacher_id, "config_hash": self.config_hash,
+                "code_version": cmkd.__version__, "spec": s.to_dict()}
+
+
+def resolved_options(spec: TrialSpec) -> dict[str, Any]:
+    """Every option of the trial's method, defaults included (what produced the numbers, not only what was set)."""
+    from cmkd.methods import get_method
+
+    cls = get_method(spec.method)
+    return cls.Options.from_dict(spec.method_options, spec.method).to_dict()
+
+
+def run_tracked_trial(job: TrialJob, on_epoch: Callable[[Any], None] | None = None):
+    """Run one job; returns its ``TrialResult``, or None when the store already holds it as finished."""
+    import torch
+
+    from .engine import run_trial
+    from .plugins import load_plugins
+    from .store import trial_dir
+    from .tracking import TrialTracker
+
+    load_plugins(job.plugins)
+    store = ResultsStore(job.results_dir)
+    if store.status(job.trial_id) == "finished":
+        return None
+    torch.set_num_threads(max(1, int(job.cpus)))
+    spec = job.spec
+    folder = trial_dir(job.runs_root, spec)
+    record = job.record()
+    record["attempts"] = int((store.get(job.trial_id) or {}).get("attempts", 0)) + 1
+    tracker = TrialTracker(job.tracking_uri, job.experiment_id, folder / "mlflow_run_id.txt", job.name,
+                           tags={"bench": job.bench, "stage": str(job.stage), "dataset": spec.dataset,
+                                 "scenario": spec.scenario, "method": spec.method, "variant": record["variant"],
+                                 "modality": str(spec.modality or "all"), "seed": str(spec.seed),
+                                 "trial_id": job.trial_id, "teacher_id": str(job.teacher_id or ""),
+                                 "config_hash": job.config_hash, "code_version": cmkd.__version__, **job.tags},
+                           params={"spec": spec.to_dict(), "method": resolved_options(spec)})
+    record["mlflow_run_id"] = tracker.run_id
+    try:
+        if job.fail_before_training:
+            raise RuntimeError(f"injected failure for {job.name}")
+
+        def log(report) -> None:
+            tracker.log_epoch(report)
+            if on_epoch is not None:
+                on_epoch(report)
+
+        result = run_trial(spec, out_dir=folder, runs_root=job.runs_root, on_epoch=log)
+        tracker.finish(result, folder, job.log_checkpoints)
+        if not job.keep_weights:  # nobody loads this trial's weights: free the disk (tens of MB per trial)
+            for f in [*folder.glob("best_*.pt"), *folder.glob("model_*.pt2")]:
+                f.unlink()
+    except (SystemExit, KeyboardInterrupt):
+        # the driver stopped this trial (Ctrl-C, SIGTERM): not a failure; its checkpoint resumes it
+        tracker.fail(None)
+        raise
+    except BaseException as exc:
+        tracker.fail(exc)
+        store.put({**record, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]})
+        raise
+    _release_memory()
+    store.put({**record, "status": "finished", "outputs": {k: {kk: vv for kk, vv in v.items() if kk != "confusion"}
+                                                             for k, v in result.outputs.items()},
+               "epochs_run": result.epochs_run, "wall_time_s": result.wall_time_s,
+               "images_per_s": result.images_per_s, "device": result.device, "out_dir": result.out_dir,
+               "resumed_from": result.resumed_from, "threads": result.threads, "host": result.host})
+    return result
+
+
+def _release_memory() -> None:
+    """Hand freed heap back to the OS between trials of a reused worker (each Tune trial runs in a
+    new thread, and glibc's per-thread arenas otherwise keep every trial's freed memory)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

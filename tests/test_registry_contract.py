@@ -1,0 +1,159 @@
+"""Contract tests over the registries, as timm tests every registered model: a method or data set
+registered later is checked by these with no new test code."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cmkd.datasets import DATASETS, get_dataset
+from cmkd.errors import UserError
+from cmkd.methods import FUSED, METHODS, Batch, DataInfo, get_method, teacher_method
+from cmkd.methods.options import schema
+
+INFO = DataInfo("contract", {"rgb": 3, "depth": 1}, {"rgb": (32, 32), "depth": (32, 32)}, 4, "rgb")
+
+
+def tiny_teacher(kind: str) -> torch.nn.Module:
+    cls = teacher_method(kind)
+    modality = INFO.rich if cls.single_modality else None
+    teacher = cls(INFO, modality, cls.Options()).export(modality or FUSED).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def build(name: str, kind: str | None):
+    cls = get_method(name)
+    modality = "depth" if cls.single_modality else None
+    options = cls.Options()
+    cls.check(INFO, modality, options)
+    teacher = tiny_teacher(kind) if kind else None
+    torch.manual_seed(0)
+    return cls(INFO, modality, options, teacher, kind), teacher
+
+
+def batch(method, n: int = 4) -> Batch:
+    g = torch.Generator().manual_seed(1)
+    x = {m: torch.randn(n, c, 32, 32, generator=g) for m, c in INFO.channels.items()}
+    y = torch.randint(0, INFO.n_classes, (n,), generator=g)
+    strong = {m: v + 0.1 for m, v in x.items()} if method.wants_strong_view() else None
+    if method.paired_batches():
+        return Batch(x=x, y=y, strong=strong)
+    return Batch(x=x, y=None, y_by_modality={m: y.roll(i) for i, m in enumerate(x)}, strong=strong)
+
+
+CASES = [(name, kind) for name, cls in sorted(METHODS.items()) for kind in (cls.teacher_kinds or (None,))]
+
+
+@pytest.mark.parametrize("name, kind", CASES, ids=[f"{n}-{k or 'no-teacher'}" for n, k in CASES])
+def test_a_method_trains_predicts_and_exports(name, kind):
+    method, teacher = build(name, kind)
+    method.train()
+    method.on_epoch_start(3, 10)
+    total, parts = method.loss(batch(method), 3)
+    assert total.dim() == 0 and math.isfinite(float(total))
+    assert all(v.dim() == 0 and math.isfinite(float(v)) for v in parts.values()), parts
+    total.backward()
+    trainable = [(n, p) for n, p in method.named_parameters() if p.requires_grad]
+    assert trainable and [n for n, p in trainable if p.grad is None] == []
+    if teacher is not None:  # the teacher is frozen and not the method's
+        assert all(p.grad is None for p in teacher.parameters())
+        assert not {id(p) for p in teacher.parameters()} & {id(p) for _, p in trainable}
+    method.eval()
+    x = batch(method).x
+    with torch.no_grad():
+        predicted = method.predict(x)
+        assert sorted(predicted) == sorted(method.outputs())
+        for key, logits in predicted.items():
+            assert logits.shape == (4, INFO.n_classes)
+            exported = method.export(key).eval()
+            torch.testing.assert_close(exported(x if key == FUSED else x[key]), logits)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_a_methods_options_round_trip_and_render(name):
+    cls = get_method(name)
+    defaults = cls.Options()
+    assert cls.Options.from_dict(defaults.to_dict(), name) == defaults
+    rows = schema(cls.Options)
+    assert [r["name"] for r in rows] == list(defaults.to_dict())
+    assert all(r["type"] for r in rows)
+    with pytest.raises(UserError, match="has no option"):
+        cls.Options.from_dict({"no_such_option": 1}, name)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_a_data_set_declares_its_modalities_and_refuses_bad_input(name, tmp_path):
+    cls = DATASETS[name]
+    adapter = cls(root=None)
+    channels = adapter.modality_channels()
+    assert channels and all(isinstance(c, int) for c in channels.values())
+    if cls.rich:
+        assert cls.rich in channels
+    with pytest.raises(UserError, match="has no option 'no_such_option'"):
+        get_dataset(name, no_such_option=1)
+    if name != "synthetic":  # a data set read from files names what is missing
+        with pytest.raises(UserError):
+            cls(root=str(tmp_path / "missing")).check()
+    for key, default in cls.default_options.items():  # every option is type-checked
+        if isinstance(default, (bool, int, float)):
+            with pytest.raises(UserError, match=f"data-set option {key} must be"):
+                get_dataset(name, **{key: "not-a-value"})
+
+
+def test_the_contract_catches_a_method_that_breaks_it():
+    """A registered method whose export does not match its predictions fails the contract."""
+    from cmkd.methods.student import Student
+
+    class Broken(Student):
+        def export(self, key):
+            return torch.nn.Sequential(self.net, torch.nn.Tanh())
+
+    Broken.name = "broken"
+    METHODS["broken"] = Broken
+    try:
+        with pytest.raises(AssertionError):
+            test_a_method_trains_predicts_and_exports("broken", None)
+    finally:
+        del METHODS["broken"]
+
+
+def test_one_broken_method_does_not_break_the_listing(capsys):
+    from dataclasses import dataclass
+
+    from cmkd.harness.cli import main
+    from cmkd.methods.base import Method, MethodOptions
+
+    @dataclass(frozen=True)
+    class BadOptions(MethodOptions):
+        rate: float = float("nan")  # an invalid default: constructing the options fails
+
+    class Bad(Method):
+        Options = BadOptions
+
+    Bad.name = "bad-method"
+    METHODS["bad-method"] = Bad
+    try:
+        assert main(["methods"]) == 0
+    finally:
+        del METHODS["bad-method"]
+    out, err = capsys.readouterr()
+    assert "kdv1" in out and "discomkd" in out and "bad-method" not in out
+    assert "method bad-method: UserError: option rate must be a finite number" in err
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_declarations_are_consistent(name):
+    cls = get_method(name)
+    assert cls.role() in ("reference", "distilled", "standalone")
+    if cls.ablations:  # run through the `ablation` option, each into Table 3 or 4
+        from dataclasses import fields
+
+        assert "ablation" in {f.name for f in fields(cls.Options)}
+        assert all(t in (3, 4) and label for t, label in cls.ablations.values())
+        for a in cls.ablations:
+            assert cls.variant(cls.Options.from_dict({"ablation": a}, name)) == a
+    assert cls.epoch_cost(INFO) > 0
