@@ -349,7 +349,7 @@ def run_trial(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str
         return result
     engine = Engine(prep, runs_root)
     with FolderLock(folder, "trial"):  # one process trains a trial folder at a time
-        if (folder / RESULT_FILE).exists():  # finished by the holder we waited behind
+        if (folder / RESULT_FILE).exists():  # finished by another process between the check above and the lock
             return run_trial(spec, out_dir, runs_root, on_epoch, prep.data)
         write_json({"trial_id": spec.trial_id(), "spec": spec.to_dict(), "variant": variant_of(spec),
                     "spec_version": SPEC_VERSION}, folder / SPEC_FILE)
