@@ -81,7 +81,7 @@ def full_row_tables(method: str) -> list[int]:
 def cells_from_results(rows: pd.DataFrame) -> pd.DataFrame:
     """Results rows (one per trial output) -> table cells: table, dataset, column, row, seed, f1 (%).
 
-    Row keys: ``teacher`` and ``student`` (the reference methods' trials), ``<method>-<variant>`` for a
+    Row keys: ``TEACHER`` and ``STUDENT`` (the reference methods' trials), ``<method>|<variant>`` for a
     distilled method, ``<method>`` for a standalone method, ``<method>:<ablation>`` for an ablation."""
     df = rows[rows.status == "finished"].copy()
     if df.empty:
@@ -138,7 +138,7 @@ def cells_from_paper(path: str | Path | None = None) -> pd.DataFrame:
         cols = [r.modality]
         if r.dataset == PRINTED_AVG[0]:  # the paper's printed Avg column (Tables 3 and 4)
             cols = [PRINTED_AVG[1]]
-        elif r.modality == "all":  # the multi-modal teacher spans its data set's columns
+        elif r.modality == FUSED:  # the multi-modal teacher spans its data set's columns
             cols = sorted(set(df[(df.table == 2) & (df.dataset == r.dataset) & (df.modality != "all")].modality))
         out += [{"table": int(r.table), "dataset": r.dataset, "column": c, "row": row, "seed": 0, "f1": float(r.f1)}
                 for c in cols]
