@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,6 @@ from typing import Any, Callable
 import cmkd
 
 from .bench_config import BenchConfig
-from .config import TrialSpec
 from .errors import Interrupted, UserError
 from .io import read_json, write_json
 from .locks import FolderLock
@@ -28,7 +26,6 @@ from .job import TrialJob, run_tracked_trial
 from .plan import PlannedTrial, build_plan
 from .plugins import plugins_from_env
 from .results import ResultsStore
-from .store import variant_of
 
 BENCH_FILE = "bench.json"
 #: environment of Ray workers: few malloc arenas, so that reused workers do not accumulate freed memory
