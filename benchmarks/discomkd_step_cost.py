@@ -19,6 +19,7 @@ import torch
 
 from cmkd.datasets import get_dataset
 from cmkd.harness.data import data_info
+from cmkd.harness.step import make_optimizer
 from cmkd.methods import get_method
 from cmkd.methods.backbones import FusionClassifier
 from timing import timed_step
@@ -39,7 +40,7 @@ def build(kind: str, info, dev):
         cls = get_method("kdv2")
         method = cls(info, kind, cls.Options(), teacher, "multi-modal")
     method = method.to(dev).train()
-    return method, torch.optim.Adam(method.param_groups(1e-4), lr=1e-4)
+    return method, make_optimizer(method.param_groups(1e-4), 1e-4)
 
 
 def setup(args):

@@ -16,6 +16,7 @@ import torch
 
 from cmkd.datasets import get_dataset
 from cmkd.harness.data import data_info
+from cmkd.harness.step import make_optimizer
 from cmkd.methods import get_method
 from cmkd.methods.backbones import Classifier
 from timing import timed_step
@@ -46,7 +47,7 @@ def main() -> None:
         torch.manual_seed(0)
         method = cls(info, "depth", opts, teacher if cls.teacher_kinds else None,
                      "cross-modal" if cls.teacher_kinds else None).to(dev).train()
-        return method, torch.optim.Adam(method.param_groups(1e-4), lr=1e-4)
+        return method, make_optimizer(method.param_groups(1e-4), 1e-4)
 
     runs = [("student", False)] + [(n, lskd) for n in STUDENTS for lskd in (False, True)]
     built = {r: build(*r) for r in runs}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 def overrides(args) -> list[str]:
-    return ["methods=['kdv1', 'dkd']", "lskd=[false]", "scenarios=['cross-modal']", "discomkd=false",
+    return ["methods=['kdv1', 'dkd']", "lskd=[false]", "scenarios=['cross-modal']",
             f"train.epochs={args.epochs}", f"datasets=[{{name='synthetic', options={{n_samples={args.samples}, image_size=16}}}}]",
             f"resources.cpus_per_trial={os.cpu_count()}"]
 

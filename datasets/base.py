@@ -27,6 +27,11 @@ class MultiModalData:
     rich: str
     splits: dict[int, "object"] | None = None  # optional pre-made splits (official-code arrays)
     meta: dict = field(default_factory=dict)
+    #: the split the data set itself publishes, per row: 0 train, 1 validation, 2 test, -1 not listed
+    #: (``split = "published"``); None where it publishes none
+    published: np.ndarray | None = None
+    #: per row, the recording (shot, scene...) it comes from: rows of one group are near-duplicates
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -45,6 +50,10 @@ class MultiModalData:
                 self.modalities[m] = arr.astype(np.float32)
         if self.rich not in self.modalities:
             raise UserError(f"data set {self.name!r}: rich modality {self.rich!r} is not among {list(self.modalities)}")
+        for what in ("published", "groups"):
+            arr = getattr(self, what)
+            if arr is not None and len(arr) != n:
+                raise UserError(f"data set {self.name!r}: {what} has {len(arr)} rows but there are {n} labels")
         if n and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
             raise UserError(f"data set {self.name!r}: labels must lie in 0..{len(self.class_names) - 1}")
 

@@ -50,6 +50,10 @@ def write_cache(out: str | Path, data: MultiModalData, meta: dict[str, Any]) -> 
         for m, arr in data.modalities.items():
             np.save(tmp / f"{m}.npy", arr)
         np.save(tmp / "labels.npy", data.labels)
+        if data.published is not None:  # the data set's own split, and the recording of every row
+            np.save(tmp / PUBLISHED_FILE, np.asarray(data.published, np.int8))
+            if data.groups is not None:
+                np.save(tmp / GROUPS_FILE, np.asarray(data.groups, np.int64))
         counts = np.bincount(data.labels, minlength=data.n_classes)
         manifest = {
             "format": FORMAT, "dataset": data.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -67,6 +71,7 @@ def write_cache(out: str | Path, data: MultiModalData, meta: dict[str, Any]) -> 
 
 
 CONTENT_FILE = "content.json"
+PUBLISHED_FILE, GROUPS_FILE = "published_split.npy", "groups.npy"
 REPREPARE = "run cmkd prepare again into a new folder"
 
 
@@ -129,8 +134,12 @@ def read_cache(root: str | Path, expected_dataset: str | None = None, verify: bo
         raise UserError(f"{root}: checksum mismatch; the cache was modified, {REPREPARE}")
     # into memory: trials index random rows every step
     mods = {m: np.array(a) for m, a in mods.items()}
+    extra = {}
+    for key, name in (("published", PUBLISHED_FILE), ("groups", GROUPS_FILE)):
+        if (root / name).is_file():
+            extra[key] = np.asarray(read_npy(root / name, REPREPARE)).astype(np.int8 if key == "published" else np.int64)
     data = MultiModalData(name=dataset, modalities=mods, labels=labels, class_names=class_names, rich=rich,
-                          meta={"manifest": manifest, "options": dict(manifest.get("options", {}))})
+                          meta={"manifest": manifest, "options": dict(manifest.get("options", {}))}, **extra)
     _content_hash_beside(root, data, manifest, [f"{m}.npy" for m in shapes] + ["labels.npy"])
     return data
 

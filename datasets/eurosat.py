@@ -35,6 +35,8 @@ class EuroSatMSSAR(RealDataset):
     rich = "ms"
     class_names = CLASSES
     official_prefixes = {"MS": "ms", "SAR": "sar"}
+    published_split_note = ("EuroSAT publishes no official split (the split files of later benchmarks are not "
+                            "the paper's protocol)")
     default_options = {"ms_dir": "", "sar_dir": "", "image_size": 0, "norm_stats": "all"}
 
     # ---- layout ------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ class DatasetAdapter(ABC):
     label: ClassVar[str] = ""
     #: the data set's column position in the paper's tables (None: not in the paper; its columns follow)
     paper_column: ClassVar[int | None] = None
+    #: where the data set's own published split comes from, or why it has none (the refusal's hint)
+    published_split_note: ClassVar[str] = ""
 
     def __init__(self, root: str | None = None, **options: Any) -> None:
         bad = sorted(set(options) - set(self.default_options))

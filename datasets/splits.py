@@ -100,3 +100,35 @@ def empty_parts(labels: np.ndarray, rule: str = "official") -> list[str]:
             if size == 0:
                 out.append(f"class {c} ({n} samples) gets no {part} row")
     return out
+
+
+#: codes of a data set's published split, one per row (``MultiModalData.published``)
+TRAIN, VAL, TEST, UNLISTED = 0, 1, 2, -1
+#: validation carved from a published train part that has none: the paper's 10 : 70 ratio, per class
+CARVE_FRACTION = VALID_PERC / (TRAIN_PERC + VALID_PERC)
+
+
+def published_split(part: np.ndarray, labels: np.ndarray, repetition: int,
+                    groups: np.ndarray | None = None) -> Split:
+    """The split a data set publishes (``part``: TRAIN / VAL / TEST / UNLISTED per row), the same for
+    every repetition. Without a published validation part, validation is carved from train per class
+    (shuffled with ``random_state=1000 * r`` as the paper's rule; 1/8 of the class's train rows, the
+    paper's 10 : 70), by whole groups when ``groups`` is given (no group on both sides)."""
+    part = np.asarray(part)
+    labels = np.asarray(labels)
+    train = np.flatnonzero(part == TRAIN)
+    val = np.flatnonzero(part == VAL)
+    test = np.flatnonzero(part == TEST)
+    if len(val) == 0 and len(train):
+        keep, carved = [], []
+        for c in np.unique(labels[train]):
+            rows = train[labels[train] == c]
+            units = np.unique(groups[rows]) if groups is not None else rows
+            units = shuffle(units, random_state=1000 * repetition)
+            n_val = int(len(units) * CARVE_FRACTION)
+            chosen = np.isin(groups[rows], units[:n_val]) if groups is not None else np.isin(rows, units[:n_val])
+            carved.append(rows[chosen])
+            keep.append(rows[~chosen])
+        train = np.sort(np.concatenate(keep)).astype(np.int64)
+        val = np.sort(np.concatenate(carved)).astype(np.int64)
+    return Split(train.astype(np.int64), val.astype(np.int64), test.astype(np.int64), repetition)

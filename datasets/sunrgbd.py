@@ -52,7 +52,10 @@ class SUNRGBD(RealDataset):
     class_names = CLASSES
     official_prefixes = {"RGB": "rgb", "DEPTH": "depth"}
     default_options = {"list_file": "", "mapping_file": "", "depth_dir": "depth_bfx", "image_size": 224,
-                       "norm_stats": "all"}
+                       "norm_stats": "all", "split_file": ""}
+    published_split_note = ("SUN RGB-D's official train/test split comes from the toolbox's "
+                            "SUNRGBDtoolbox/traintestSUNRGBD/allsplit.mat: put it in the root (or subsets/) or pass "
+                            "--data-opt split_file=PATH when preparing the data")
 
     def _find(self, option: str, name: str) -> Path:
         root = Path(self.root)
@@ -97,6 +100,49 @@ class SUNRGBD(RealDataset):
             raise UserError(f"{list_file}: no samples listed")
         return out
 
+    def split_file(self) -> Path | None:
+        """The toolbox's ``allsplit.mat`` (the official train/test split of all SUN RGB-D), if at hand."""
+        if self.options["split_file"]:
+            p = Path(self.options["split_file"])
+            p = p if p.is_absolute() else Path(self.root) / p
+            if not p.is_file():
+                raise UserError(f"split_file {p} does not exist; pass the toolbox's allsplit.mat")
+            return p
+        root = Path(self.root)
+        for cand in (root / "allsplit.mat", root / "subsets" / "allsplit.mat",
+                     root / "SUNRGBDtoolbox" / "traintestSUNRGBD" / "allsplit.mat"):
+            if cand.is_file():
+                return cand
+        return None
+
+    def published_parts(self, folders: list[Path]) -> np.ndarray | None:
+        """Per sample: 0 in the official train list, 2 in the test list, -1 in neither (None without the file).
+        Samples are matched by their folder below ``SUNRGBD/`` (the lists hold absolute paths of the
+        toolbox authors' machine)."""
+        path = self.split_file()
+        if path is None:
+            return None
+        from scipy.io import loadmat
+
+        try:
+            mat = loadmat(str(path), squeeze_me=True)
+            lists = {name: [str(x) for x in np.atleast_1d(mat[name])] for name in ("alltrain", "alltest")}
+        except Exception as exc:  # not a MATLAB v5 file, or no alltrain/alltest
+            raise UserError(f"{path}: cannot read the lists alltrain/alltest of the toolbox's allsplit.mat "
+                            f"({type(exc).__name__}: {str(exc)[:120]})") from None
+
+        def key(p: str) -> str:
+            p = p.replace("\\", "/").rstrip("/")
+            return p.split("SUNRGBD/", 1)[1] if "SUNRGBD/" in p else p
+
+        part = {key(p): 0 for p in lists["alltrain"]} | {key(p): 2 for p in lists["alltest"]}
+        base = Path(self.root)
+        out = []
+        for folder in folders:
+            rel = folder.as_posix()
+            out.append(part.get(rel.split("SUNRGBD/", 1)[1] if "SUNRGBD/" in rel else str(folder.relative_to(base)), -1))
+        return np.array(out, np.int8)
+
     def _files(self, folder: Path) -> tuple[Path, Path]:
         jpgs = sorted((folder / "image").glob("*.jpg"))
         depths = sorted((folder / self.options["depth_dir"]).glob("*.png"))
@@ -115,7 +161,9 @@ class SUNRGBD(RealDataset):
     def read_raw(self) -> MultiModalData:
         size = int(self.options["image_size"]) or None
         rgb, depth, labels = [], [], []
-        for label, folder in progress(self.samples(), "SUNRGBD samples"):
+        samples = self.samples()
+        published = self.published_parts([folder for _, folder in samples])
+        for label, folder in progress(samples, "SUNRGBD samples"):
             jpg, png = self._files(folder)
             rgb.append(resize(read_rgb(jpg), size))
             depth.append(resize(decode_depth(read_png(png, 16))[None], size))
@@ -124,4 +172,5 @@ class SUNRGBD(RealDataset):
             labels.append(label)
         return MultiModalData(name=self.name, modalities=self.stack({"rgb": rgb, "depth": depth}),
                               labels=np.array(labels), class_names=CLASSES, rich="rgb",
-                              meta={"source": f"raw {self.root}", "depth_dir": self.options["depth_dir"]})
+                              meta={"source": f"raw {self.root}", "depth_dir": self.options["depth_dir"]},
+                              published=published)

@@ -5,8 +5,10 @@ Walks every shot folder of ``train/``, ``val/`` (or ``validation/``) and ``test/
 get_down 0, get_up 1, sit 2, walk 3, stand 4, lay 5 (the order of the dataset authors' action head),
 reads the 16-bit PNGs at full depth, pairs the modalities by file name, and resizes to
 ``image_size`` (default 128, square). The paper reports 14,201 pairs; the count kept is printed.
-The official splits are pooled and re-split 70/10/20 by frame, as the paper's protocol implies:
-consecutive frames are near-duplicates, so frame-level splits leak across train and test.
+With ``split = "paper"`` (the default) the official splits are pooled and re-split 70/10/20 by
+frame, as the paper's protocol implies: consecutive frames are near-duplicates, so frame-level
+splits leak across train and test. ``split = "published"`` keeps TRISTAR's own train/val/test
+recordings instead: whole shots on one side, no frame of a shot on both.
 """
 
 from __future__ import annotations
@@ -44,22 +46,28 @@ class Tristar(RealDataset):
             chans["rgb"] = 3
         return chans
 
-    def shots(self) -> list[Path]:
+    def shots(self) -> list[tuple[int, Path]]:
+        """(published part: 0 train, 1 val, 2 test; shot folder) for every shot of the three splits."""
         root = Path(self.root)
         shots = []
-        for names in SPLIT_DIRS:
+        for part, names in enumerate(SPLIT_DIRS):
             found = [root / n for n in names if (root / n).is_dir()]
             if not found:
                 raise UserError(f"{root}: no {' or '.join(names)}/ folder; expected TRISTAR's train/, val/, test/ shot folders")
-            shots += sorted((p for p in found[0].iterdir() if p.is_dir()), key=lambda p: (len(p.name), p.name))
+            shots += [(part, p) for p in sorted((p for p in found[0].iterdir() if p.is_dir()),
+                                                key=lambda p: (len(p.name), p.name))]
         if not shots:
             raise UserError(f"{root}: no shot folders under train/, val/, test/")
         return shots
 
     def frames(self) -> list[tuple[int, dict[str, Path]]]:
+        return [(label, paths) for label, paths, _, _ in self.frames_with_origin()]
+
+    def frames_with_origin(self) -> list[tuple[int, dict[str, Path], int, int]]:
+        """(label, paths, published part, shot number) per kept frame."""
         mods = list(self.modality_channels())
         out = []
-        for shot in self.shots():
+        for shot_no, (part, shot) in enumerate(self.shots()):
             actions = shot / "actions.txt"
             if not actions.is_file():
                 raise UserError(f"{shot}: actions.txt is missing")
@@ -81,7 +89,7 @@ class Tristar(RealDataset):
                 missing = [m for m in mods if stem not in files[m]]
                 if missing:
                     raise UserError(f"{shot}: frame {stem}.png exists in {mods[0]}/ but not in {', '.join(missing)}/ (unpaired)")
-                out.append((CLASSES.index(tags[0]), {m: files[m][stem] for m in mods}))
+                out.append((CLASSES.index(tags[0]), {m: files[m][stem] for m in mods}, part, shot_no))
         if not out:
             raise UserError(f"{self.root}: no frame carries exactly one of {', '.join(CLASSES)}")
         return out
@@ -91,12 +99,12 @@ class Tristar(RealDataset):
 
     def read_raw(self) -> MultiModalData:
         size = int(self.options["image_size"]) or None
-        frames = self.frames()
+        frames = self.frames_with_origin()
         print(f"tristar: {len(frames)} frames kept with exactly one of the six tags (the paper reports 14,201)",
               file=sys.stderr)
         per: dict[str, list[np.ndarray]] = {m: [] for m in self.modality_channels()}
         labels = []
-        for label, paths in progress(frames, "TRISTAR frames"):
+        for label, paths, _, _ in progress(frames, "TRISTAR frames"):
             for m, p in paths.items():
                 img = read_rgb(p) if m == "rgb" else read_png(p, 16).astype(np.float32)[None]
                 per[m].append(resize(img, size))
@@ -104,5 +112,8 @@ class Tristar(RealDataset):
             if len(shapes) > 1:
                 raise UserError(f"{paths[next(iter(paths))]}: modalities differ in size {shapes}; set image_size")
             labels.append(label)
+        # the published split (split = "published"): TRISTAR's own train/val/test recordings, whole shots
         return MultiModalData(name=self.name, modalities=self.stack(per), labels=np.array(labels), class_names=CLASSES,
-                              rich="thermal", meta={"source": f"raw {self.root}", "frames_kept": len(frames)})
+                              rich="thermal", meta={"source": f"raw {self.root}", "frames_kept": len(frames)},
+                              published=np.array([f[2] for f in frames], np.int8),
+                              groups=np.array([f[3] for f in frames], np.int64))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -27,6 +28,13 @@ class DatasetEntry:
     name: str
     root: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: tells apart two entries of one data set (other options: two table columns), e.g. "shared"
+    label: str = ""
+
+    @property
+    def key(self) -> str:
+        """The entry's column key in the results and tables: ``name`` or ``name:label``."""
+        return f"{self.name}:{self.label}" if self.label else self.name
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,19 @@ class BenchConfig:
         for d in self.datasets:
             if d.name not in DATASETS:
                 raise UserError(f"unknown data set {d.name!r}{nearest(d.name, list(DATASETS))}; valid: {', '.join(sorted(DATASETS))}")
+            if d.label and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", d.label):
+                raise UserError(f"a datasets entry's label must be lower-case letters, digits and '-', got {d.label!r}")
+        keys = [d.key for d in self.datasets]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise UserError(f"data set entry {twice[0]!r} is listed twice: give each entry of one data set its own "
+                            "label, e.g. datasets=[{name='synthetic', label='a', options={...}}, "
+                            "{name='synthetic', label='b', options={...}}]")
+        same = [(a.key, b.key) for i, a in enumerate(self.datasets) for b in self.datasets[i + 1:]
+                if (a.name, a.root, a.options) == (b.name, b.root, b.options)]
+        if same:
+            raise UserError(f"data set entries {same[0][0]!r} and {same[0][1]!r} are the same data (same name, root "
+                            "and options): drop one")
         from cmkd.datasets.splits import MAX_REPETITION
 
         if not self.seeds or any(not 0 <= s <= MAX_REPETITION for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
@@ -150,14 +171,15 @@ class BenchConfig:
                 if not isinstance(d, dict) or "name" not in d:
                     raise UserError(f"a datasets entry must be a name or a table with a name, got {d!r}; "
                                     "e.g. datasets=[{name='synthetic', options={n_samples=420}}]")
-                bad = set(d) - {"name", "root", "options"}
+                bad = set(d) - {"name", "root", "options", "label"}
                 if bad:
-                    raise UserError(f"unknown key {sorted(bad)[0]!r} in a datasets entry; valid: name, root, options")
+                    raise UserError(f"unknown key {sorted(bad)[0]!r} in a datasets entry; valid: name, root, options, label")
+                check_value("a datasets entry's label", d.get("label", ""), str)
                 check_value("a datasets entry's name", d["name"], str)
                 check_value("a datasets entry's root", d.get("root"), str, optional=True)
                 if not isinstance(d.get("options", {}), dict):
                     raise UserError(f"a datasets entry's options must be a table, got {d['options']!r}")
-                entries.append(DatasetEntry(d["name"], d.get("root"), dict(d.get("options", {}))))
+                entries.append(DatasetEntry(d["name"], d.get("root"), dict(d.get("options", {})), d.get("label", "")))
             data["datasets"] = tuple(entries)
         for k in ("seeds", "scenarios", "methods", "lskd", "ablations", "plugins"):
             if k in data:

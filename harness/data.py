@@ -10,6 +10,8 @@ from typing import Any
 from cmkd.datasets import MultiModalData, Split, get_dataset, make_split
 from cmkd.methods import DataInfo
 
+from .errors import UserError
+
 _CACHE: dict[str, MultiModalData] = {}
 
 
@@ -43,8 +45,19 @@ def data_info(data: MultiModalData) -> DataInfo:
     )
 
 
-def split_for(data: MultiModalData, repetition: int, rule: str = "official") -> Split:
-    """The data set's own split for this repetition when it ships one, else the split rule ``rule``."""
+def split_for(data: MultiModalData, repetition: int, rule: str = "official", protocol: str = "paper") -> Split:
+    """``paper``: the split shipped with official arrays for this repetition, else the split rule ``rule``
+    (per-class 70/10/20). ``published``: the data set's own split (the same for every repetition)."""
+    if protocol == "published":
+        from cmkd.datasets.splits import published_split
+
+        if data.published is None:
+            from cmkd.datasets import DATASETS
+
+            note = getattr(DATASETS.get(data.name), "published_split_note", "")
+            raise UserError(f"data set {data.name!r} has no published train/test split here (split = \"published\" "
+                            f"needs one){': ' + note if note else ''}; or use split = \"paper\" (--split paper)")
+        return published_split(data.published, data.labels, repetition, data.groups)
     if data.splits and repetition in data.splits:
         return data.splits[repetition]  # type: ignore[return-value]
     return make_split(data.labels, repetition, rule)

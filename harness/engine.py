@@ -31,7 +31,7 @@ from .errors import UserError
 from .io import atomic_save, read_json, save_torch, write_json
 from .locks import FolderLock
 from .metrics import confusion, weighted_f1
-from .step import train_step
+from .step import make_optimizer, train_step
 from .store import CHECKPOINT_FILE, DEFAULT_ROOT, RESULT_FILE, SPEC_FILE, claim_folder, trial_dir, variant_of
 from .teachers import load_teacher
 
@@ -138,9 +138,12 @@ def prepare(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str |
             others = [m for m in info.channels if m != info.rich]
             raise UserError(f"a cross-modal student learns from the {info.rich!r} teacher and cannot train on "
                             f"{info.rich!r} itself; pass --modality {others[0]}")
-    split = split_for(data, spec.seed, spec.train.split_rule)
+    split = split_for(data, spec.seed, spec.train.split_rule, spec.train.split)
     empty = [name for name, part in (("train", split.train), ("validation", split.val), ("test", split.test)) if len(part) == 0]
     if empty:
+        if spec.train.split == "published":
+            raise UserError(f"data set {spec.dataset!r}: its published split leaves the {empty[0]} part empty; "
+                            "use split = \"paper\"")
         if data.splits and spec.seed in data.splits:
             raise UserError(f"data set {spec.dataset!r}: the split files shipped for repetition {spec.seed} leave the "
                             f"{empty[0]} part empty; fix or remove that index file (the split rule then applies)")
@@ -177,8 +180,7 @@ class Engine:
         if self.cfg.conv1_init == "kaiming":
             kaiming_conv1_(self.method)
         self.method.to(self.device)
-        self.optimizer = torch.optim.Adam(self.method.param_groups(self.cfg.lr), lr=self.cfg.lr,
-                                          weight_decay=self.cfg.weight_decay)
+        self.optimizer = make_optimizer(self.method.param_groups(self.cfg.lr), self.cfg.lr, self.cfg.weight_decay)
         inputs = self.method.inputs()
         self.x = {m: torch.from_numpy(prep.data.modalities[m]).to(self.device) for m in inputs}
         self.y = torch.from_numpy(prep.data.labels).to(self.device)
@@ -277,17 +279,22 @@ class Engine:
             t0 = time.perf_counter()
             losses, images = self.train_epoch(epoch)
             train_s = time.perf_counter() - t0
-            val_pred = self.predict(prep.split.val)
+            # validation and test in one pass; only validation selects (test F1 per epoch is kept for the
+            # selection-bias report: last epoch and the oracle, never to choose anything)
+            n_val = len(prep.split.val)
+            pred = self.predict(np.concatenate([prep.split.val, prep.split.test]))
+            val_pred = {k: v[:n_val] for k, v in pred.items()}
+            test_pred = {k: v[n_val:] for k, v in pred.items()}
             val_f1 = {k: weighted_f1(labels[prep.split.val], val_pred[k]) for k in outputs}
+            test_f1 = {k: weighted_f1(labels[prep.split.test], test_pred[k]) for k in outputs}
             improved = [k for k in outputs if k not in state["best"] or val_f1[k] > state["best"][k]["val_f1"]]
             if improved:
-                test_pred = self.predict(prep.split.test)
                 weights = {k: v.detach().cpu().clone() for k, v in self.method.state_dict().items()}
                 for k in improved:
                     state["best"][k] = {
                         "best_epoch": epoch + 1,
                         "val_f1": val_f1[k],
-                        "test_f1": weighted_f1(labels[prep.split.test], test_pred[k]),
+                        "test_f1": test_f1[k],
                         "confusion": confusion(labels[prep.split.test], test_pred[k], prep.data.n_classes).tolist(),
                     }
                     save_torch(weights, folder / f"best_{k}.pt")
@@ -297,13 +304,16 @@ class Engine:
             state["images"] += images
             state["wall"] += time.perf_counter() - t0
             state["history"].append({"epoch": epoch + 1, "seconds": train_s, **{f"train/{k}": v for k, v in losses.items()},
-                                     **{f"val_f1/{k}": v for k, v in val_f1.items()}, **extra})
+                                     **{f"val_f1/{k}": v for k, v in val_f1.items()},
+                                     **{f"test_f1/{k}": v for k, v in test_f1.items()}, **extra})
             save_torch({"method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(), "state": state},
                        ckpt_path)
             if on_epoch is not None:
                 on_epoch(EpochReport(epoch + 1, self.cfg.epochs, losses, val_f1,
                                      {k: {kk: vv for kk, vv in v.items() if kk != "confusion"} for k, v in state["best"].items()},
                                      train_s, images / max(train_s, 1e-9), extra))
+        for k in outputs:
+            state["best"][k].update(selection_summary(state["history"], k))
         exports = self.export_models(folder, outputs) if self.method.export_models else {}
         result = TrialResult(
             trial_id=self.spec.trial_id(), spec=self.spec.to_dict(), method=self.spec.method,
@@ -321,6 +331,14 @@ class Engine:
         # the resume state (weights + optimiser moments) is dead weight once the result exists
         ckpt_path.unlink(missing_ok=True)
         return result
+
+
+def selection_summary(history: list[dict[str, Any]], key: str) -> dict[str, float | int]:
+    """Test F1 of output ``key`` at the last epoch and at its best test epoch (the oracle: what a paper
+    that selects on test would report), from the per-epoch history; the first epoch wins ties."""
+    scores = [h[f"test_f1/{key}"] for h in history]
+    oracle = int(np.argmax(scores))
+    return {"last_test_f1": scores[-1], "oracle_test_f1": scores[oracle], "oracle_epoch": history[oracle]["epoch"]}
 
 
 def export_model(module: torch.nn.Module, example: torch.Tensor, path: Path, meta: dict[str, Any]) -> None:

@@ -40,12 +40,13 @@ class TrialJob:
     plugins: tuple[str, ...] = ()
     fail_before_training: bool = False  # a test's failure injection (never set from a user's config)
     tags: dict[str, str] = field(default_factory=dict)
+    entry: str = ""  # the data-set entry's label ("" when the data set has one entry)
 
     def record(self) -> dict[str, Any]:
         """The results-store fields every outcome of this trial shares."""
         s = self.spec
         return {"trial_id": self.trial_id, "name": self.name, "stage": self.stage, "dataset": s.dataset,
-                "scenario": s.scenario, "method": s.method, "variant": variant_of(s), "modality": s.modality,
+                "entry": self.entry, "scenario": s.scenario, "method": s.method, "variant": variant_of(s), "modality": s.modality,
                 "seed": s.seed, "teacher_id": self.teacher_id, "config_hash": self.config_hash,
                 "code_version": cmkd.__version__, "spec": s.to_dict()}
 
@@ -78,7 +79,7 @@ def run_tracked_trial(job: TrialJob, on_epoch: Callable[[Any], None] | None = No
     record["attempts"] = int((store.get(job.trial_id) or {}).get("attempts", 0)) + 1
     tracker = TrialTracker(job.tracking_uri, job.experiment_id, folder / "mlflow_run_id.txt", job.name,
                            tags={"bench": job.bench, "stage": str(job.stage), "dataset": spec.dataset,
-                                 "scenario": spec.scenario, "method": spec.method, "variant": record["variant"],
+                                 "entry": job.entry, "scenario": spec.scenario, "method": spec.method, "variant": record["variant"],
                                  "modality": str(spec.modality or "all"), "seed": str(spec.seed),
                                  "trial_id": job.trial_id, "teacher_id": str(job.teacher_id or ""),
                                  "config_hash": job.config_hash, "code_version": cmkd.__version__, **job.tags},

@@ -26,6 +26,7 @@ class PlannedTrial:
     spec: TrialSpec
     stage: int
     teacher_id: str | None = None
+    entry: str = ""  # the data-set entry's label (two entries of one data set are two table columns)
 
     @property
     def trial_id(self) -> str:
@@ -34,7 +35,7 @@ class PlannedTrial:
     @property
     def name(self) -> str:
         s = self.spec
-        parts = [s.dataset, s.method]
+        parts = [f"{s.dataset}-{self.entry}" if self.entry else s.dataset, s.method]
         v = variant_of(s)
         if v:
             parts.append(v)
@@ -44,6 +45,11 @@ class PlannedTrial:
             parts.append("xm" if s.scenario == "cross-modal" else "mm")
         parts.append(f"s{s.seed}")
         return "-".join(parts)
+
+    @property
+    def data_key(self) -> str:
+        """The data-set entry's key (``name`` or ``name:label``), as in the results and tables."""
+        return f"{self.spec.dataset}:{self.entry}" if self.entry else self.spec.dataset
 
     def cost(self) -> float:
         """Trial-epochs in student epochs (the method's declared relative cost)."""
@@ -60,11 +66,12 @@ def build_plan(cfg: BenchConfig) -> list[PlannedTrial]:
     trials: dict[str, PlannedTrial] = {}
 
     def add(spec: TrialSpec, stage: int, teacher: str | None = None) -> None:
-        trials.setdefault(spec.trial_id(), PlannedTrial(spec, stage, teacher))
+        trials.setdefault(spec.trial_id(), PlannedTrial(spec, stage, teacher, label))
 
     scen = set(cfg.scenarios)
     reference = {kind: teacher_method(kind) for kind in ("cross-modal", "multi-modal")}
     for entry in cfg.datasets:
+        label = entry.label
         data = load_data(entry.name, entry.root, entry.options)  # fails early on missing data
         info = data_info(data)
         content = data.fingerprint()  # trials are tied to the content planned on; workers check it
@@ -111,7 +118,7 @@ def build_plan(cfg: BenchConfig) -> list[PlannedTrial]:
                             t = teacher_spec(s, scenario, info)
                             t = t.replace(method_options=dict(cfg.method_options.get(t.method, {})))
                             add(s, 2, t.trial_id())
-    plan = sorted(trials.values(), key=lambda p: (p.stage, p.spec.dataset, p.spec.seed, p.name))
+    plan = sorted(trials.values(), key=lambda p: (p.stage, p.spec.dataset, p.entry, p.spec.seed, p.name))
     ids = {p.trial_id for p in plan}
     for p in plan:
         assert p.teacher_id is None or p.teacher_id in ids, f"teacher of {p.name} is not planned"
@@ -129,7 +136,7 @@ def describe(plan: list[PlannedTrial], epoch_seconds: dict[str, float], gpus_per
         lines += [f"    {n:4d}  {k}" for k, n in sorted(counts.items())]
     epochs = sum(p.spec.train.epochs for p in plan)
     lines.append(f"total: {len(plan)} trials, {epochs} trial-epochs")
-    seconds = sum(p.cost() * epoch_seconds[p.spec.dataset] for p in plan)
+    seconds = sum(p.cost() * epoch_seconds[p.data_key] for p in plan)
     per = ", ".join(f"{d} {s:.2f} s" for d, s in epoch_seconds.items())
     device = "GPU" if gpus_per_trial > 0 else "CPU"
     costs = ", ".join(f"{m} {c:g}" for m, c in sorted({p.spec.method: p.cost() / p.spec.train.epochs for p in plan}.items()))

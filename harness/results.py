@@ -16,7 +16,11 @@ import pandas as pd
 
 from .io import read_json, write_json
 
-ROW_COLUMNS = ["dataset", "scenario", "method", "variant", "modality", "seed", "test_f1", "val_f1", "best_epoch",
+#: test F1 per output under each model-selection rule: at the best validation epoch (the protocol,
+#: ``test_f1``), at the last epoch, and the best over epochs (selected on test: an upper bound, never a result)
+SELECTIONS = {"best-val": "test_f1", "last": "test_f1_last", "oracle": "test_f1_oracle"}
+ROW_COLUMNS = ["dataset", "entry", "scenario", "method", "variant", "modality", "seed", "test_f1", "test_f1_last",
+               "test_f1_oracle", "val_f1", "best_epoch", "oracle_epoch",
                "epochs_run", "wall_time_s", "images_per_s", "device", "config_hash", "code_version", "trial_id",
                "stage", "status", "teacher_id", "mlflow_run_id", "error"]
 
@@ -50,14 +54,15 @@ class ResultsStore:
     def rows(self) -> pd.DataFrame:
         rows = []
         for rec in self.records():
-            base = {k: rec.get(k) for k in ("dataset", "scenario", "method", "variant", "seed", "epochs_run",
+            base = {k: rec.get(k) for k in ("dataset", "entry", "scenario", "method", "variant", "seed", "epochs_run",
                                              "wall_time_s", "images_per_s", "device", "config_hash", "code_version",
                                              "trial_id", "stage", "status", "teacher_id", "mlflow_run_id", "error")}
             outputs = rec.get("outputs") or {}
             if rec["status"] == "finished" and outputs:
                 for key, out in outputs.items():
                     rows.append({**base, "modality": key, "test_f1": out["test_f1"], "val_f1": out["val_f1"],
-                                 "best_epoch": out["best_epoch"]})
+                                 "best_epoch": out["best_epoch"], "test_f1_last": out.get("last_test_f1"),
+                                 "test_f1_oracle": out.get("oracle_test_f1"), "oracle_epoch": out.get("oracle_epoch")})
             else:
                 rows.append({**base, "modality": rec.get("modality")})
         df = pd.DataFrame(rows, columns=ROW_COLUMNS)

@@ -8,6 +8,13 @@ from torch import Tensor
 from cmkd.methods import Batch, Method
 
 
+def make_optimizer(param_groups, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam, fused: one kernel for all parameters. On a CPU it is 3-4x cheaper per step than the
+    per-tensor loop (a ResNet-18 step: 17 ms against 55-78 ms on one core, where that step was half
+    of a 16-px training step); the same update up to float rounding."""
+    return torch.optim.Adam(param_groups, lr=lr, weight_decay=weight_decay, fused=True)
+
+
 def train_step(method: Method, optimizer: torch.optim.Optimizer, batch: Batch, epoch: int, amp: bool = False,
                device_type: str = "cpu") -> tuple[Tensor, dict[str, Tensor]]:
     """Loss (bfloat16 autocast when ``amp``), backward, one optimiser step; returns the loss and its parts."""

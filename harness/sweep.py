@@ -81,6 +81,7 @@ class Progress:
         df = df[(df.status == "finished") & df.scenario.isin(["cross-modal", "multi-modal"])]
         if df.empty:
             return "best so far: (no distilled student finished yet)"
+        df = df.assign(dataset=[f"{d}:{e}" if isinstance(e, str) and e else d for d, e in zip(df.dataset, df.entry)])
         g = df.groupby(["dataset", "scenario", "modality", "method", "variant"]).test_f1.mean().reset_index()
         parts = []
         for (d, s, m), sub in g.groupby(["dataset", "scenario", "modality"]):
@@ -321,7 +322,8 @@ def make_job(p: PlannedTrial, cfg: BenchConfig, folder: Path, runs_root: Path, u
                     experiment_id=exp_id, config_hash=cfg.config_hash(), bench=cfg.name,
                     cpus=cfg.resources.cpus_per_trial, log_checkpoints=cfg.log_checkpoints,
                     keep_weights=cfg.keep_weights == "all" or get_method(spec.method).teaches is not None,
-                    plugins=(*plugins_from_env(), *cfg.plugins), fail_before_training=bool(inject_failure) and inject_failure in p.name)
+                    plugins=(*plugins_from_env(), *cfg.plugins), entry=p.entry,
+                    fail_before_training=bool(inject_failure) and inject_failure in p.name)
 
 
 def run_stage(stage: int, todo: list[PlannedTrial], cfg: BenchConfig, folder: Path, runs_root: Path, uri: str,
@@ -351,7 +353,7 @@ def dry_run(cfg: BenchConfig, say: Callable[[str], None] = print) -> list[Planne
     plan = build_plan(cfg)
     seconds = {}
     for entry in cfg.datasets:
-        seconds[entry.name] = cfg.epoch_seconds or measure_epoch_seconds(entry, cfg)
+        seconds[entry.key] = cfg.epoch_seconds or measure_epoch_seconds(entry, cfg)
     say(f"benchmark {cfg.name} ({cfg.config_hash()}), seeds {list(cfg.seeds)}, {cfg.train.epochs} epochs, "
         f"batch {cfg.train.batch_size}")
     say(describe(plan, seconds, cfg.resources.gpus_per_trial))
@@ -366,14 +368,14 @@ def measure_epoch_seconds(entry, cfg: BenchConfig) -> float:
     from cmkd.methods import Batch, teacher_method
 
     from .data import data_info, load_data, split_for
-    from .step import train_step
+    from .step import make_optimizer, train_step
 
     data = load_data(entry.name, entry.root, entry.options)
     info = data_info(data)
     cls = teacher_method("cross-modal")
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     method = cls(info, info.rich, cls.Options()).to(dev).train()
-    opt = torch.optim.Adam(method.parameters(), lr=1e-4)
+    opt = make_optimizer(method.param_groups(1e-4), 1e-4)
     bs = min(cfg.train.batch_size, len(split_for(data, 0).train))
     x = torch.from_numpy(data.modalities[info.rich][:bs]).to(dev)
     y = torch.from_numpy(data.labels[:bs]).to(dev)

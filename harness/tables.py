@@ -19,7 +19,8 @@ import pandas as pd
 
 from cmkd.methods import FUSED
 
-from .errors import UserError
+from .errors import UserError, nearest
+from .stats import ALPHA, holm, paired_p, t_interval
 
 TITLES = {1: "Table 1: cross-modal scenario (teacher on the rich modality), weighted F1 (%)",
           2: "Table 2: multi-modal scenario (two-branch teacher), weighted F1 (%)",
@@ -32,21 +33,29 @@ TEACHER, STUDENT = "TEACHER", "STUDENT"
 PRINTED_AVG = ("all", "avg")
 #: tables with an Avg column (the paper prints one for Tables 3 and 4)
 AVG_TABLES = (3, 4)
-ALPHA = 0.05
+
+
+def data_key(dataset: str, entry: str | None = "") -> str:
+    """A column group's key: the data set's name, or ``name:label`` for one of several entries of it."""
+    return f"{dataset}:{entry}" if isinstance(entry, str) and entry else dataset
+
+
+def _registered(key: str):
+    from cmkd.datasets import DATASETS
+
+    return DATASETS.get(key.split(":", 1)[0])
 
 
 def rich_modality(dataset: str) -> str | None:
-    from cmkd.datasets import DATASETS
-
-    cls = DATASETS.get(dataset)
+    cls = _registered(dataset)
     return cls.rich if cls is not None and cls.rich else None
 
 
 def dataset_label(dataset: str) -> str:
-    from cmkd.datasets import DATASETS
-
-    cls = DATASETS.get(dataset)
-    return (cls.label if cls is not None else "") or dataset
+    cls = _registered(dataset)
+    name, _, entry = dataset.partition(":")
+    label = (cls.label if cls is not None else "") or name
+    return f"{label} ({entry})" if entry else label
 
 
 def _method(name: str):
@@ -78,17 +87,33 @@ def full_row_tables(method: str) -> list[int]:
 
 
 # ---- long-form cells --------------------------------------------------------------------------------
-def cells_from_results(rows: pd.DataFrame) -> pd.DataFrame:
+def cells_from_results(rows: pd.DataFrame, selection: str = "best-val") -> pd.DataFrame:
     """Results rows (one per trial output) -> table cells: table, dataset, column, row, seed, f1 (%).
 
-    Row keys: ``TEACHER`` and ``STUDENT`` (the reference methods' trials), ``<method>|<variant>`` for a
-    distilled method, ``<method>`` for a standalone method, ``<method>:<ablation>`` for an ablation."""
+    ``selection`` picks the test F1 of each output: at the best validation epoch (the protocol), at the
+    last epoch, or the oracle (best test epoch). Row keys: ``TEACHER`` and ``STUDENT`` (the reference
+    methods' trials), ``<method>|<variant>`` for a distilled method, ``<method>`` for a standalone method,
+    ``<method>:<ablation>`` for an ablation. ``dataset`` is the column group's key (``data_key``)."""
+    from .results import SELECTIONS
+
+    if selection not in SELECTIONS:
+        raise UserError(f"unknown selection {selection!r}{nearest(selection, list(SELECTIONS))}; valid: "
+                        f"{', '.join(SELECTIONS)}")
     df = rows[rows.status == "finished"].copy()
     if df.empty:
         return pd.DataFrame(columns=["table", "dataset", "column", "row", "seed", "f1"])
+    column = SELECTIONS[selection]
+    if column not in df or df[column].isna().any():
+        raise UserError(f"--selection {selection}: {int(df[column].isna().sum()) if column in df else len(df)} "
+                        "result(s) have no last-epoch or oracle test F1 (trials run before cmkd-bench recorded the "
+                        "test F1 of every epoch); use --selection best-val, or rerun those trials")
+    df["test_f1"] = df[column]
     cross, multi = _reference("cross-modal"), _reference("multi-modal")
+    if "entry" not in df:
+        df["entry"] = ""
+    df["data"] = [data_key(d, e) for d, e in zip(df.dataset, df.entry)]
     out = []
-    for ds, sub in df.groupby("dataset"):
+    for ds, sub in df.groupby("data"):
         rich = rich_modality(ds)
         mods = sorted(set(sub.modality) - {FUSED, None}, key=lambda m: (m != rich, m))
         if rich is None and mods:
@@ -203,8 +228,10 @@ class Cell:
     n: int = 0
     arrow: str = ""
     best: bool = False
-    significant: bool | None = None  # None: no test (no STUDENT pair or fewer than 2 seeds)
-    p_value: float | None = None
+    significant: bool | None = None  # on the Holm-corrected p; None: no test (no STUDENT pair, < 2 seeds)
+    p_value: float | None = None  # paired t-test against STUDENT of the column, uncorrected
+    p_holm: float | None = None  # corrected within the column (the family: every row tested there)
+    ci: tuple[float, float] | None = None  # 95% t interval of the mean (sample std); None below 2 seeds
     paper: float | None = None
 
 
@@ -237,26 +264,9 @@ class Table:
                 if self.cells[(key, (d, c))].mean is None]
 
 
-def paired_test(a: pd.Series, b: pd.Series) -> tuple[bool | None, float | None]:
-    """Paired t-test across seeds (same seed = same split); None when fewer than 2 pairs."""
-    from scipy.stats import ttest_rel
-
-    pairs = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
-    if len(pairs) < 2:
-        return None, None
-    diff = pairs.a - pairs.b
-    if np.allclose(diff, diff.iloc[0]):  # no spread: the t statistic is undefined
-        shifted = not np.isclose(diff.iloc[0], 0)
-        return shifted, (0.0 if shifted else 1.0)
-    p = float(ttest_rel(pairs.a, pairs.b).pvalue)
-    return p < ALPHA, p
-
-
 def dataset_order(name: str) -> tuple:
     """The paper's data sets in the paper's column order, then the others by name."""
-    from cmkd.datasets import DATASETS
-
-    col = getattr(DATASETS.get(name), "paper_column", None)
+    col = getattr(_registered(name), "paper_column", None)
     return (col is None, col or 0, name)
 
 
@@ -277,7 +287,8 @@ def build_table(cells: pd.DataFrame, number: int, paper: pd.DataFrame | None = N
             if v.empty:
                 table.cells[(key, col)] = Cell(None)
             else:
-                table.cells[(key, col)] = Cell(round(float(v.f1.mean()), 2), float(v.f1.std(ddof=0)), len(v))
+                table.cells[(key, col)] = Cell(round(float(v.f1.mean()), 2), float(v.f1.std(ddof=0)), len(v),
+                                               ci=t_interval(v.f1.tolist()))
             if paper is not None:
                 pv = paper[(paper.table == number) & (paper.row == key) & (paper.dataset == col[0]) & (paper.column == col[1])]
                 table.cells[(key, col)].paper = float(pv.f1.iloc[0]) if len(pv) else None
@@ -286,6 +297,7 @@ def build_table(cells: pd.DataFrame, number: int, paper: pd.DataFrame | None = N
         student = table.cells.get((STUDENT, col))
         st_seeds = sub[(sub.row == STUDENT) & (sub.dataset == col[0]) & (sub.column == col[1])].set_index("seed").f1
         best_val = -1.0
+        tested = []
         for k in distilled:
             c = table.cells[(k, col)]
             if c.mean is None:
@@ -293,8 +305,12 @@ def build_table(cells: pd.DataFrame, number: int, paper: pd.DataFrame | None = N
             if student is not None and student.mean is not None and number in (1, 2):
                 c.arrow = UP if c.mean > student.mean else DOWN
                 seeds = sub[(sub.row == k) & (sub.dataset == col[0]) & (sub.column == col[1])].set_index("seed").f1
-                c.significant, c.p_value = paired_test(seeds, st_seeds)
+                c.p_value = paired_p(seeds, st_seeds)
+                tested.append(c)
             best_val = max(best_val, c.mean)
+        for c, adjusted in zip(tested, holm([c.p_value for c in tested])):
+            c.p_holm = adjusted
+            c.significant = None if adjusted is None else adjusted < ALPHA
         for k in distilled:  # every row that reaches the best value (ties share the mark)
             if table.cells[(k, col)].mean == best_val:
                 table.cells[(k, col)].best = True
@@ -402,6 +418,8 @@ def cost_table(rows: pd.DataFrame) -> pd.DataFrame:
     df = rows[rows.status == "finished"].drop_duplicates("trial_id").copy()
     if df.empty:
         return pd.DataFrame()
+    if "entry" in df:
+        df["dataset"] = [data_key(d, e) for d, e in zip(df.dataset, df.entry)]
     wall = df.set_index("trial_id").wall_time_s.to_dict()
     df["teacher_s"] = df.teacher_id.map(lambda t: wall.get(t, 0.0) if isinstance(t, str) and t else 0.0)
     df["total_s"] = df.wall_time_s + df.teacher_s
@@ -418,29 +436,86 @@ def plot(table: Table, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [k for k, _, _ in table.rows]
     cols = table.columns
-    if not cols:
+    # rows with no result in any column (a variant the plan did not run) take no room in the plot
+    shown = [(k, name) for (k, _, _), name in zip(table.rows, row_names(table))
+             if any(table.cells[(k, c)].mean is not None for c in cols)]
+    if not cols or not shown:
         return None
+    keys = [k for k, _ in shown]
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(keys) * max(1, len(cols)) / 2), 4.5))
     width = 0.8 / max(1, len(cols))
     x = np.arange(len(keys))
     for j, col in enumerate(cols):
-        means = [table.cells[(k, col)].mean for k in keys]
-        stds = [table.cells[(k, col)].std or 0.0 for k in keys]
-        # a missing cell is a gap (no bar), never a zero-height bar
-        present = [i for i, m in enumerate(means) if m is not None]
-        ax.bar(x[present] + j * width, [means[i] for i in present], width, yerr=[stds[i] for i in present],
+        cells = [table.cells[(k, col)] for k in keys]
+        # a missing cell is a gap (no bar), never a zero-height bar; whiskers: the 95% t interval
+        present = [i for i, c in enumerate(cells) if c.mean is not None]
+        half = [(cells[i].ci[1] - cells[i].ci[0]) / 2 if cells[i].ci else 0.0 for i in present]
+        ax.bar(x[present] + j * width, [cells[i].mean for i in present], width, yerr=half,
                capsize=2, alpha=0.9, label=f"{dataset_label(col[0])} {col[1]}")
     ax.set_xticks(x + width * (len(cols) - 1) / 2)
-    ax.set_xticklabels(row_names(table), rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel("weighted F1 (%)")
+    ax.set_xticklabels([name for _, name in shown], rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("weighted F1 (%): mean over seeds,\nwhiskers: 95% t interval")
     ax.set_title(TITLES[table.number].split(",")[0])
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside the bars
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def has_results(cells: pd.DataFrame, number: int) -> bool:
+    """Whether table ``number`` has anything to show: an ablation table needs an ablation's cells (the
+    full method's row alone, which Tables 1-2 already show, is no ablation table)."""
+    if cells.empty:
+        return False
+    sub = cells[cells.table == number]
+    if number in AVG_TABLES:
+        sub = sub[sub.row.str.contains(":", regex=False) | (sub.dataset == PRINTED_AVG[0])]
+    return not sub.empty
+
+
+# ---- statistics file ---------------------------------------------------------------------------------
+def stats_frame(rows: pd.DataFrame, tables: tuple[int, ...] = (1, 2, 3, 4), selection: str = "best-val") -> pd.DataFrame:
+    """One line per table cell: mean, sample std, n, 95% t interval, paired p against STUDENT and its
+    Holm correction within the column (Tables 1-2), and the selection gaps: the same cell with the
+    last epoch's and the oracle's (best test epoch) test F1, minus the protocol's."""
+    from .results import SELECTIONS
+
+    main = cells_from_results(rows, selection)
+    others = {}
+    for sel in SELECTIONS:
+        if sel != selection:
+            try:
+                others[sel] = cells_from_results(rows, sel)
+            except UserError:  # results that predate the per-epoch record: no gap
+                pass
+    keys = ["table", "dataset", "column", "row"]
+    out = []
+    for n in tables:
+        if not has_results(main, n):
+            continue
+        table = build_table(main, n)
+        names = dict(zip([k for k, _, _ in table.rows], row_names(table)))
+        for key, _, _ in table.rows:
+            for col in table.columns:
+                c = table.cells[(key, col)]
+                if c.mean is None:
+                    continue
+                v = main[(main.table == n) & (main.row == key) & (main.dataset == col[0]) & (main.column == col[1])].f1
+                line = {"table": n, "dataset": col[0], "column": col[1], "row": key, "label": names[key],
+                        "selection": selection, "n": len(v), "mean": float(v.mean()),
+                        "std": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
+                        "ci95_low": c.ci[0] if c.ci else float("nan"), "ci95_high": c.ci[1] if c.ci else float("nan"),
+                        "p_vs_student": c.p_value, "p_holm": c.p_holm, "significant": c.significant}
+                for sel, cells in others.items():
+                    w = cells[(cells.table == n) & (cells.row == key) & (cells.dataset == col[0]) & (cells.column == col[1])].f1
+                    tag = sel.replace("-", "_")
+                    line[f"mean_{tag}"] = float(w.mean()) if len(w) else float("nan")
+                    line[f"gap_{tag}"] = line[f"mean_{tag}"] - line["mean"]
+                out.append(line)
+    df = pd.DataFrame(out)
+    return df.sort_values(keys, kind="stable").reset_index(drop=True) if len(df) else df
 
 
 # ---- the whole report --------------------------------------------------------------------------------
@@ -481,22 +556,29 @@ def rows_from_mlflow(uri: str, experiment: str) -> pd.DataFrame:
         for col in df.columns:
             if col.startswith("metrics.test_f1/") and not pd.isna(r[col]):
                 key = col[len("metrics.test_f1/"):]
-                out.append({"dataset": r["tags.dataset"], "scenario": r["tags.scenario"], "method": r["tags.method"],
+                entry = r.get("tags.entry", "")
+                out.append({"dataset": r["tags.dataset"], "entry": entry if isinstance(entry, str) else "",
+                            "scenario": r["tags.scenario"], "method": r["tags.method"],
                             "variant": r.get("tags.variant", "") or "", "modality": key, "seed": int(r["tags.seed"]),
-                            "test_f1": float(r[col]), "status": "finished", "trial_id": r["tags.trial_id"],
+                            "test_f1": float(r[col]), "test_f1_last": r.get(f"metrics.last_test_f1/{key}", np.nan),
+                            "test_f1_oracle": r.get(f"metrics.oracle_test_f1/{key}", np.nan),
+                            "status": "finished", "trial_id": r["tags.trial_id"],
                             "teacher_id": r.get("tags.teacher_id", ""), "wall_time_s": r.get("metrics.wall_time_s", 0.0),
                             "images_per_s": np.nan, "config_hash": r.get("tags.config_hash")})
     return pd.DataFrame(out)
 
 
 def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = None, std: bool = False,
-                 compare: bool = False, tables: tuple[int, ...] = (1, 2, 3, 4), echo=print) -> Path:
+                 compare: bool = False, tables: tuple[int, ...] = (1, 2, 3, 4), echo=print,
+                 selection: str = "best-val") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     paper = cells_from_paper() if compare else None
     md, tex, missing, mismatches = [], [], [], []
     for n in tables:
-        if cells.empty or not (cells.table == n).any():
-            missing.append(f"table {n}: no results")
+        if not has_results(cells, n):
+            missing.append(f"table {n}: no results" + (" (no ablation ran)" if n in AVG_TABLES else ""))
+            for stale in (out / f"table{n}.csv", out / f"table{n}.png"):  # from an earlier rendering
+                stale.unlink(missing_ok=True)
             continue
         t = build_table(cells, n, paper)
         echo(render(t, "terminal", std, compare) + "\n")
@@ -508,9 +590,12 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
         if gaps:
             missing.append(f"table {n}: {len(gaps)} missing cell(s), e.g. {', '.join(gaps[:3])}")
         mismatches += t.average_mismatches()
-    notes = ["Cells: mean test weighted F1 (%) over seeds; arrows against STUDENT of the same column; "
+    chosen = {"best-val": "at each output's best validation epoch (the protocol)", "last": "at the last epoch",
+              "oracle": "at the best test epoch (oracle selection: an upper bound, not a result)"}[selection]
+    notes = [f"Cells: mean test weighted F1 (%) over seeds, {chosen}; arrows against STUDENT of the same column; "
              "best distilled result of each column in bold; 'ns': not significant in a paired t-test across seeds "
-             f"against STUDENT (alpha {ALPHA}); '-': missing."]
+             f"against STUDENT, Holm-corrected within the column (alpha {ALPHA}); '-': missing. "
+             "Per-cell statistics (sample std, n, 95% t interval, p, Holm p, selection gaps): stats.csv."]
     if mismatches:
         notes.append("Avg as printed in the paper; where it differs from the mean of the printed cells: "
                      + "; ".join(mismatches) + " (the paper presumably averaged unrounded values).")
@@ -519,6 +604,9 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
     cells.to_csv(out / "cells.csv", index=False)
     if rows is not None:
         rows.to_parquet(out / "results.parquet", engine="pyarrow", index=False)
+        st = stats_frame(rows, tables, selection)
+        st.to_csv(out / "stats.csv", index=False)
+        st.to_parquet(out / "stats.parquet", engine="pyarrow", index=False)
         ct = cost_table(rows)
         if not ct.empty:
             from tabulate import tabulate

@@ -14,6 +14,8 @@ def cmd_tables(args: argparse.Namespace) -> int:
     sources = sum(bool(x) for x in (args.from_dir, args.experiment, args.paper))
     if sources != 1:
         raise UserError("give exactly one source: --from BENCH_FOLDER, --experiment NAME (with --tracking-uri), or --paper")
+    if args.paper and args.selection != "best-val":
+        raise UserError("--selection applies to results; the paper's numbers are as published (--paper)")
     tables = parse_tables(args.tables)
     rows = None
     if args.paper:
@@ -26,15 +28,15 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
         check_uri(args.tracking_uri, must_exist=True)  # reading: never create a store, never hang on a dead server
         rows = rows_from_mlflow(args.tracking_uri, args.experiment)
-        cells = cells_from_results(rows)
+        cells = cells_from_results(rows, args.selection)
         out = Path(args.out or f"results/{args.experiment}-tables")
     else:
         rows = load_rows(args.from_dir)
-        cells = cells_from_results(rows)
-        out = Path(args.out or Path(args.from_dir) / "tables")
-    write_report(cells, out, rows, std=args.std, compare=args.compare_paper, tables=tables)
+        cells = cells_from_results(rows, args.selection)
+        out = Path(args.out or Path(args.from_dir) / ("tables" if args.selection == "best-val" else f"tables-{args.selection}"))
+    write_report(cells, out, rows, std=args.std, compare=args.compare_paper, tables=tables, selection=args.selection)
     print(f"written: {out}/ (tables.md, tables.tex, table<N>.csv, table<N>.png, cells.csv"
-          + (", results.parquet, cost.csv)" if rows is not None else ")"))
+          + (", results.parquet, stats.csv, stats.parquet, cost.csv)" if rows is not None else ")"))
     return 0
 
 
@@ -56,5 +58,8 @@ def add_parser(sub) -> None:
     p.add_argument("--compare-paper", action="store_true", help="cells as ours / paper (delta)")
     p.add_argument("--std", action="store_true", help="add the standard deviation and seed count to every cell")
     p.add_argument("--tables", help="which tables, e.g. 1,2 (default all)")
+    p.add_argument("--selection", default="best-val", choices=("best-val", "last", "oracle"),
+                   help="which test F1 of each trial: at the best validation epoch (the protocol, default), at the "
+                        "last epoch, or the best over epochs (selected on test: what a paper that peeks would report)")
     p.add_argument("--out", help="output folder")
     p.set_defaults(func=cmd_tables)

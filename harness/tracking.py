@@ -184,8 +184,11 @@ class TrialTracker:
         metrics = []
         # summaries under their own names: the per-epoch series val_f1/<m> stays a clean curve
         for key, out in result.outputs.items():
-            for name, metric in (("test_f1", "test_f1"), ("val_f1", "best_val_f1"), ("best_epoch", "best_epoch")):
-                metrics.append(self._Metric(f"{metric}/{key}", float(out[name]), ts, 0))
+            for name, metric in (("test_f1", "test_f1"), ("val_f1", "best_val_f1"), ("best_epoch", "best_epoch"),
+                                 ("last_test_f1", "last_test_f1"), ("oracle_test_f1", "oracle_test_f1"),
+                                 ("oracle_epoch", "oracle_epoch")):
+                if name in out:
+                    metrics.append(self._Metric(f"{metric}/{key}", float(out[name]), ts, 0))
         metrics.append(self._Metric("wall_time_s", float(result.wall_time_s), ts, 0))
         params = {f"data.{k}": str(v)[:500] for k, v in sorted((result.data_options or {}).items())}
         params.update({"resolved.split_fingerprint": result.split_fingerprint, "resolved.threads": str(result.threads)})

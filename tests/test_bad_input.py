@@ -122,6 +122,11 @@ CASES = [
     ("opt-number-for-bool", None, ["train", "--method", "kdv1", "--modality", "depth", "--epochs", "1", *SYN, "--opt", "lskd=5"], "option lskd must be true or false, got 5"),
     ("data-opt-text", None, ["train", "--method", "student", "--modality", "rgb", "--dataset", "synthetic", "--data-opt", "n_samples=abc"], "data-set option n_samples must be an integer, got 'abc'"),
     ("epochs-flag-zero", None, [*STUDENT[:-2], "--epochs", "0"], "epochs must be a positive integer"),
+    ("shared-out-of-range", None, [*STUDENT, "--data-opt", "shared=1.5"], "synthetic: shared must be a number from 0 to 1"),
+    ("split-unknown", None, [*STUDENT, "--split", "random"], "train.split must be one of paper, published"),
+    ("split-published-none", None, [*STUDENT, "--split", "published"], "has no published train/test split"),
+    ("entry-twice", None, ["bench", "--profile", "smoke", "--set", "datasets=['synthetic', 'synthetic']", "--dry-run"], "is listed twice"),
+    ("tables-selection", None, ["tables", "--paper", "--selection", "oracle"], "--selection applies to results"),
     # official-code arrays
     ("official-truncated", lambda t: official(t, **{"RGB_data_normalized.npy": "truncated"}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "is not a readable .npy array"),
     ("official-strings", lambda t: official(t, **{"DEPTH_data_normalized.npy": np.full((66, 1, 2, 2), "a")}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "holds <U1 values, not numbers"),

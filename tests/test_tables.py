@@ -105,26 +105,39 @@ def test_significance_marks_match_scipy():
     cells = cells_from_results(rows)
     t1 = build_table(cells, 1)
     col = ("synthetic", "depth")
+    tested = [k for k, _, _ in t1.rows if k not in ("TEACHER", "STUDENT") and t1.cells[(k, col)].p_value is not None]
+    assert {"kdv1|orig", "kdv1|lskd"} <= set(tested)
     for key, method, variant in (("kdv1|orig", "kdv1", "orig"), ("kdv1|lskd", "kdv1", "lskd")):
         a = rows[(rows.method == method) & (rows.variant == variant)].sort_values("seed").test_f1 * 100
         b = rows[(rows.method == "student") & (rows.modality == "depth")].sort_values("seed").test_f1 * 100
         p = ttest_rel(a.values, b.values).pvalue
         cell = t1.cells[(key, col)]
-        if np.isnan(p):  # constant differences: the harness calls a non-zero constant shift significant
-            assert cell.significant is True
+        if np.isnan(p):  # constant differences: the harness calls a non-zero constant shift significant (p = 0)
+            assert cell.p_value == 0.0
         else:
-            assert cell.p_value == pytest.approx(p) and cell.significant == (p < 0.05)
+            assert cell.p_value == pytest.approx(p)
+    # 'ns' marks use the Holm-corrected p within the column (the family: every row tested there)
+    ps = sorted(t1.cells[(k, col)].p_value for k in tested)
+    m = len(ps)
+    adjusted = np.maximum.accumulate([min(1.0, (m - i) * p) for i, p in enumerate(ps)])
+    for k in tested:
+        c = t1.cells[(k, col)]
+        assert c.p_holm == pytest.approx(adjusted[ps.index(c.p_value)])
+        assert c.significant == (c.p_holm < 0.05)
 
 
 def test_every_format_is_written(tmp_path):
     rows = _rows()
     out = write_report(cells_from_results(rows), tmp_path / "t", rows, echo=lambda s: None)
-    for name in ("tables.md", "tables.tex", "table1.csv", "table2.csv", "table3.csv", "table4.csv", "cells.csv",
-                 "results.parquet", "cost.csv", "cost.md"):
+    for name in ("tables.md", "tables.tex", "table1.csv", "table2.csv", "table3.csv", "cells.csv",
+                 "results.parquet", "cost.csv", "cost.md", "stats.csv", "stats.parquet"):
         assert (out / name).stat().st_size > 0, name
-    for n in (1, 2, 3, 4):
+    for n in (1, 2, 3):
         png = (out / f"table{n}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
+    # no Table 4 ablation ran: the full DisCoM-KD row alone (already in Tables 1-2) makes no table
+    assert not (out / "table4.csv").exists() and not (out / "table4.png").exists()
+    assert "Table 4" not in (out / "tables.md").read_text()
     back = pd.read_parquet(out / "results.parquet")
     assert len(back) == len(rows) and set(back.method) == set(rows.method)
     wide = pd.read_csv(out / "table1.csv", index_col=0)
