@@ -131,17 +131,14 @@ class SUNRGBD(RealDataset):
             raise UserError(f"{path}: cannot read the lists alltrain/alltest of the toolbox's allsplit.mat "
                             f"({type(exc).__name__}: {str(exc)[:120]})") from None
 
-        def key(p: str) -> str:
+        def key(p: str) -> str:  # the path below the last SUNRGBD/ (sample folders never contain that name)
             p = p.replace("\\", "/").rstrip("/")
-            return p.split("SUNRGBD/", 1)[1] if "SUNRGBD/" in p else p
+            return p.rsplit("SUNRGBD/", 1)[1] if "SUNRGBD/" in p else p
 
         part = {key(p): 0 for p in lists["alltrain"]} | {key(p): 2 for p in lists["alltest"]}
-        base = Path(self.root)
-        out = []
-        for folder in folders:
-            rel = folder.as_posix()
-            out.append(part.get(rel.split("SUNRGBD/", 1)[1] if "SUNRGBD/" in rel else str(folder.relative_to(base)), -1))
-        return np.array(out, np.int8)
+        root = Path(self.root)
+        keys = [key(f.as_posix()) if "SUNRGBD/" in f.as_posix() else f.relative_to(root).as_posix() for f in folders]
+        return np.array([part.get(k, -1) for k in keys], np.int8)
 
     def _files(self, folder: Path) -> tuple[Path, Path]:
         jpgs = sorted((folder / "image").glob("*.jpg"))
