@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig
+from .config import TrainConfig, data_key
 from .errors import UserError, check_fields, check_value, nearest
 
 PROFILES = ("quick", "paper", "smoke")
@@ -34,7 +34,7 @@ class DatasetEntry:
     @property
     def key(self) -> str:
         """The entry's column key in the results and tables: ``name`` or ``name:label``."""
-        return f"{self.name}:{self.label}" if self.label else self.name
+        return data_key(self.name, self.label)
 
 
 @dataclass(frozen=True)

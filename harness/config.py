@@ -24,6 +24,12 @@ CONV1_INITS = ("official", "kaiming")
 SPLIT_PROTOCOLS = ("paper", "published")
 
 
+def data_key(dataset: str, entry: str | None = "") -> str:
+    """A data-set entry's key in plans, results and tables: ``name``, or ``name:label`` for one of several
+    entries of that data set (other options, another column)."""
+    return f"{dataset}:{entry}" if isinstance(entry, str) and entry else dataset
+
+
 def _check_keys(cls, data: dict, what: str) -> None:
     valid = [f.name for f in fields(cls)]
     for key in data:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from cmkd.methods import get_method, teacher_method
 
 from .bench_config import BenchConfig
-from .config import TrialSpec
+from .config import TrialSpec, data_key
 from .data import data_info, load_data
 from .store import variant_of
 from .teachers import teacher_spec
@@ -49,7 +49,7 @@ class PlannedTrial:
     @property
     def data_key(self) -> str:
         """The data-set entry's key (``name`` or ``name:label``), as in the results and tables."""
-        return f"{self.spec.dataset}:{self.entry}" if self.entry else self.spec.dataset
+        return data_key(self.spec.dataset, self.entry)
 
     def cost(self) -> float:
         """Trial-epochs in student epochs (the method's declared relative cost)."""

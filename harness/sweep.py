@@ -19,6 +19,7 @@ from typing import Any, Callable
 import cmkd
 
 from .bench_config import BenchConfig
+from .config import data_key
 from .errors import Interrupted, UserError
 from .io import read_json, write_json
 from .locks import FolderLock
@@ -81,7 +82,7 @@ class Progress:
         df = df[(df.status == "finished") & df.scenario.isin(["cross-modal", "multi-modal"])]
         if df.empty:
             return "best so far: (no distilled student finished yet)"
-        df = df.assign(dataset=[f"{d}:{e}" if isinstance(e, str) and e else d for d, e in zip(df.dataset, df.entry)])
+        df = df.assign(dataset=[data_key(d, e) for d, e in zip(df.dataset, df.entry)])
         g = df.groupby(["dataset", "scenario", "modality", "method", "variant"]).test_f1.mean().reset_index()
         parts = []
         for (d, s, m), sub in g.groupby(["dataset", "scenario", "modality"]):

@@ -19,6 +19,7 @@ import pandas as pd
 
 from cmkd.methods import FUSED
 
+from .config import data_key
 from .errors import UserError, nearest
 from .stats import ALPHA, holm, paired_p, t_interval
 
@@ -33,11 +34,6 @@ TEACHER, STUDENT = "TEACHER", "STUDENT"
 PRINTED_AVG = ("all", "avg")
 #: tables with an Avg column (the paper prints one for Tables 3 and 4)
 AVG_TABLES = (3, 4)
-
-
-def data_key(dataset: str, entry: str | None = "") -> str:
-    """A column group's key: the data set's name, or ``name:label`` for one of several entries of it."""
-    return f"{dataset}:{entry}" if isinstance(entry, str) and entry else dataset
 
 
 def _registered(key: str):
