@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 from typing import Any, Sequence
 
@@ -172,6 +174,27 @@ def _methods_with_option(name: str) -> list[str]:
     return sorted(m for m, cls in METHODS.items() if name in {f.name for f in fields(cls.Options)})
 
 
+@contextlib.contextmanager
+def stop_after_epoch():
+    """SIGINT / SIGTERM end the running epoch, write a checkpoint and exit 130 / 143 (the same command
+    resumes from it); a second signal stops at once."""
+    from .engine import StopRequest
+
+    def handle(signum, frame):
+        if StopRequest.signum is not None:
+            raise KeyboardInterrupt
+        StopRequest.signum = signum
+        print(f"cmkd: stopping after this epoch (signal {signum}); again to stop at once", file=sys.stderr, flush=True)
+
+    old = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        StopRequest.signum = None
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .engine import EpochReport, run_trial
 
@@ -183,7 +206,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"epoch {r.epoch:>3}/{r.epochs}  loss {r.losses['loss']:.4f}  val F1 {f1}{extra}  "
               f"{r.seconds:5.1f} s  {r.images_per_s:6.0f} img/s", flush=True)
 
-    result = run_trial(spec, out_dir=args.out, runs_root=args.runs, on_epoch=None if args.quiet else show)
+    with stop_after_epoch():
+        result = run_trial(spec, out_dir=args.out, runs_root=args.runs, on_epoch=None if args.quiet else show)
     if result.reused:
         print(f"already finished: {result.out_dir} (delete it to train again)")
     for key, rec in result.outputs.items():
@@ -266,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cmkd: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("cmkd: interrupted; what was finished is kept (trials checkpoint every epoch, caches are written "
+        print("cmkd: interrupted; what was finished is kept (trials keep their last checkpoint, caches are written "
               "whole or not at all): run the same command again to resume", file=sys.stderr)
         return 130
 

@@ -17,7 +17,8 @@ from .errors import UserError, check_fields, check_value, nearest
 
 #: 2: the official split arithmetic and conv1 initialisation became the defaults (issue 17)
 #: 3: fused Adam (the same update, other float rounding: a trial's numbers move in the last digits)
-SPEC_VERSION = 3
+#: 4: best weights hold only each output's deployable model, resume checkpoints carry them (other files)
+SPEC_VERSION = 4
 
 SCENARIOS = ("cross-modal", "multi-modal", "ablation", "single")
 CONV1_INITS = ("official", "kaiming")
@@ -58,6 +59,15 @@ class TrainConfig:
     #: the split protocol: paper (the per-class 70/10/20 rule of split_rule, or the official arrays' own
     #: split) | published (the data set's own train/val/test, where it publishes one)
     split: str = "paper"
+    #: resume checkpoints (weights, optimiser moments, state): every N epochs (0: by the budget alone) ...
+    checkpoint_every: int = 0
+    #: ... and whenever the training time since the last one reaches its write time / budget, so writing costs
+    #: at most this share of training time (0: by checkpoint_every alone). A stopped trial always writes one.
+    checkpoint_budget: float = 0.05
+    #: the GPU path: images and weights in channels_last memory format (tensor-core convolutions)
+    channels_last: bool = False
+    #: the GPU path: the forward and loss compiled with torch.compile (the first steps pay the compilation)
+    compile: bool = False
 
     def __post_init__(self) -> None:
         check_fields(self, "train.")
@@ -85,6 +95,12 @@ class TrainConfig:
             raise UserError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if int(self.threads) < 0:
             raise UserError(f"threads must be >= 0, got {self.threads}")
+        if int(self.checkpoint_every) < 0:
+            raise UserError(f"train.checkpoint_every must be >= 0 epochs (0: by the time budget alone), "
+                            f"got {self.checkpoint_every}")
+        if not 0 <= float(self.checkpoint_budget) < 1:
+            raise UserError(f"train.checkpoint_budget is a share of training time in [0, 1) (0.05: at most 5% spent "
+                            f"writing checkpoints), got {self.checkpoint_budget}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
@@ -124,8 +140,8 @@ class TrialSpec:
         data may move; other data at the same path are another trial)."""
         d = asdict(self)
         d.pop("data_root")
-        # device/threads/eval batch do not change what is computed (up to float noise)
-        for k in ("device", "threads", "eval_batch_size"):
+        # device/threads/eval batch do not change what is computed (up to float noise), checkpoints not at all
+        for k in ("device", "threads", "eval_batch_size", "checkpoint_every", "checkpoint_budget"):
             d["train"].pop(k)
         d["spec_version"] = SPEC_VERSION
         return d

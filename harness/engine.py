@@ -25,9 +25,10 @@ from cmkd.methods import Batch, Method, get_method
 from cmkd.methods.backbones import kaiming_conv1_
 
 from .augment import augment, strong_augment
+from .checkpoint import CheckpointPolicy, state_bytes
 from .config import SPEC_VERSION, TrialSpec
 from .data import data_info, load_data, split_for
-from .errors import UserError
+from .errors import Interrupted, UserError
 from .io import atomic_save, read_json, save_torch, write_json
 from .locks import FolderLock
 from .metrics import confusion, weighted_f1
@@ -73,6 +74,7 @@ class TrialResult:
     #: torch CPU threads: the same seed gives the same numbers only with the same thread count (and device)
     threads: int = 0
     data_options: dict[str, Any] = field(default_factory=dict)  # the data-set options in force
+    checkpoint_s: float = 0.0  # seconds this run spent writing resume checkpoints
     reused: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +91,13 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {name!r} asked for but no CUDA GPU is visible; use --device cpu or auto")
     return torch.device(name)
+
+
+class StopRequest:
+    """A signal asked the running trial to stop: it ends its epoch, writes a checkpoint and raises
+    :class:`Interrupted` (``cmkd train`` sets it on SIGINT / SIGTERM)."""
+
+    signum: int | None = None
 
 
 def _seed_all(seed: int) -> None:
@@ -180,6 +189,12 @@ class Engine:
         if self.cfg.conv1_init == "kaiming":
             kaiming_conv1_(self.method)
         self.method.to(self.device)
+        self.memory_format = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+        if self.cfg.channels_last:
+            self.method.to(memory_format=torch.channels_last)
+            if self.method.teacher is not None:  # frozen and unregistered: moved on its own
+                self.method.teacher.to(memory_format=torch.channels_last)
+        self.loss_fn = torch.compile(self.method.loss) if self.cfg.compile else self.method.loss
         self.optimizer = make_optimizer(self.method.param_groups(self.cfg.lr), self.cfg.lr, self.cfg.weight_decay)
         inputs = self.method.inputs()
         self.x = {m: torch.from_numpy(prep.data.modalities[m]).to(self.device) for m in inputs}
@@ -208,7 +223,12 @@ class Engine:
                 y, y_by = None, {m: self.y[perms[m][start:start + bs]] for m in mods}
             xb = augment(raw, g, self.method.joint_augmentation and paired) if self.cfg.augment else raw
             strong = strong_augment(raw, g) if self.method.wants_strong_view() else None
+            if self.cfg.channels_last:
+                xb, strong = self._nhwc(xb), self._nhwc(strong)
             yield Batch(x=xb, y=y, y_by_modality=y_by, strong=strong)
+
+    def _nhwc(self, x: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
+        return None if x is None else {m: v.contiguous(memory_format=torch.channels_last) for m, v in x.items()}
 
     def train_epoch(self, epoch: int) -> tuple[dict[str, float], int]:
         self.method.train()
@@ -217,7 +237,7 @@ class Engine:
         sums: dict[str, torch.Tensor] = {}
         steps = images = 0
         for batch in self.batches(epoch):
-            total, parts = train_step(self.method, self.optimizer, batch, epoch, self.amp, self.device.type)
+            total, parts = train_step(self.method, self.optimizer, batch, epoch, self.amp, self.device.type, self.loss_fn)
             steps += 1
             images += next(iter(batch.x.values())).shape[0]
             for k, v in {"loss": total, **parts}.items():
@@ -238,23 +258,36 @@ class Engine:
         for start in range(0, len(idx), self.cfg.eval_batch_size):
             b = t_idx[start:start + self.cfg.eval_batch_size]
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                logits = self.method.predict({m: x[b] for m, x in self.x.items()})
+                xb = {m: x[b].contiguous(memory_format=self.memory_format) for m, x in self.x.items()}
+                logits = self.method.predict(xb)
             for k, v in logits.items():
                 out.setdefault(k, []).append(v.argmax(1).cpu().numpy())
         return {k: np.concatenate(v) for k, v in out.items()}
 
-    def export_models(self, folder: Path, outputs: list[str]) -> dict[str, str]:
+    def deployable(self, key: str) -> torch.nn.Module:
+        """Output ``key``'s standalone model (what its best weights hold): ``method.export(key)``, or the
+        whole method where a method declares no export."""
+        try:
+            return self.method.export(key)
+        except NotImplementedError:
+            return self.method
+
+    def best_weights(self, key: str) -> dict[str, torch.Tensor]:
+        """A CPU copy of output ``key``'s deployable model's weights as they are now."""
+        return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.deployable(key).state_dict().items()}
+
+    def export_models(self, folder: Path, best: dict[str, dict[str, torch.Tensor]]) -> dict[str, str]:
         """Each output's best weights as a standalone model that needs neither cmkd nor the other modalities."""
         import copy
 
         exports = {}
         example_rows = self.prep.split.test[:2]
-        for key in outputs:
-            method = copy.deepcopy(self.method).cpu()
-            method.load_state_dict(torch.load(folder / f"best_{key}.pt", map_location="cpu", weights_only=True))
+        for key, weights in best.items():
+            module = copy.deepcopy(self.deployable(key)).cpu().to(memory_format=torch.contiguous_format)
+            module.load_state_dict(weights)
             example = torch.from_numpy(self.prep.data.modalities[key][example_rows])
             path = folder / f"model_{key}.pt2"
-            export_model(method.export(key), example, path, {
+            export_model(module, example, path, {
                 "modality": key, "channels": int(example.shape[1]), "image_size": list(example.shape[2:]),
                 "class_names": self.prep.data.class_names, "trial_id": self.spec.trial_id(), "method": self.spec.method,
                 "variant": variant_of(self.spec), "dataset": self.spec.dataset,
@@ -263,18 +296,35 @@ class Engine:
         return exports
 
     # ---- the loop -----------------------------------------------------------------------
-    def run(self, on_epoch: Callable[[EpochReport], None] | None = None) -> TrialResult:
+    def run(self, on_epoch: Callable[[EpochReport], None] | None = None, keep_weights: bool = True,
+            export: bool | None = None) -> TrialResult:
+        """Train (or resume) to the last epoch. ``keep_weights``: write each output's best weights
+        (``best_<output>.pt``, the deployable model only); ``export``: also as ``model_<output>.pt2``
+        programs (None: where the method declares ``export_models``)."""
         prep, folder = self.prep, self.prep.out_dir
         labels = prep.data.labels
         outputs = self.method.outputs()
+        export = self.method.export_models if export is None else export
         state = {"epoch": 0, "best": {}, "history": [], "train_time": 0.0, "images": 0, "wall": 0.0}
+        best: dict[str, dict[str, torch.Tensor]] = {}  # each output's deployable weights at its best epoch
         ckpt_path = folder / CHECKPOINT_FILE
         if ckpt_path.exists():
             ckpt = torch.load(ckpt_path, map_location=self.device, weights_only=True)  # tensors and plain values only
             self.method.load_state_dict(ckpt["method"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
+            best = {k: {n: t.cpu() for n, t in w.items()} for k, w in ckpt["best_weights"].items()}
             state = ckpt["state"]
             state.setdefault("resumed_from", []).append(state["epoch"])
+        policy = CheckpointPolicy.for_state(self.cfg.checkpoint_every, self.cfg.checkpoint_budget,
+                                            3 * state_bytes(self.method.state_dict()))
+        saved_epoch = state["epoch"]
+
+        def checkpoint() -> None:
+            nonlocal saved_epoch
+            policy.timed_write(lambda: save_torch({"method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+                                                   "state": state, "best_weights": best}, ckpt_path))
+            saved_epoch = state["epoch"]
+
         for epoch in range(state["epoch"], self.cfg.epochs):
             t0 = time.perf_counter()
             losses, images = self.train_epoch(epoch)
@@ -287,17 +337,16 @@ class Engine:
             test_pred = {k: v[n_val:] for k, v in pred.items()}
             val_f1 = {k: weighted_f1(labels[prep.split.val], val_pred[k]) for k in outputs}
             test_f1 = {k: weighted_f1(labels[prep.split.test], test_pred[k]) for k in outputs}
-            improved = [k for k in outputs if k not in state["best"] or val_f1[k] > state["best"][k]["val_f1"]]
-            if improved:
-                weights = {k: v.detach().cpu().clone() for k, v in self.method.state_dict().items()}
-                for k in improved:
+            for k in outputs:
+                if k not in state["best"] or val_f1[k] > state["best"][k]["val_f1"]:
                     state["best"][k] = {
                         "best_epoch": epoch + 1,
                         "val_f1": val_f1[k],
                         "test_f1": test_f1[k],
                         "confusion": confusion(labels[prep.split.test], test_pred[k], prep.data.n_classes).tolist(),
                     }
-                    save_torch(weights, folder / f"best_{k}.pt")
+                    if keep_weights or export:
+                        best[k] = self.best_weights(k)
             extra = self.method.epoch_metrics()
             state["epoch"] = epoch + 1
             state["train_time"] += train_s
@@ -306,15 +355,27 @@ class Engine:
             state["history"].append({"epoch": epoch + 1, "seconds": train_s, **{f"train/{k}": v for k, v in losses.items()},
                                      **{f"val_f1/{k}": v for k, v in val_f1.items()},
                                      **{f"test_f1/{k}": v for k, v in test_f1.items()}, **extra})
-            save_torch({"method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(), "state": state},
-                       ckpt_path)
-            if on_epoch is not None:
-                on_epoch(EpochReport(epoch + 1, self.cfg.epochs, losses, val_f1,
-                                     {k: {kk: vv for kk, vv in v.items() if kk != "confusion"} for k, v in state["best"].items()},
-                                     train_s, images / max(train_s, 1e-9), extra))
+            if policy.due(epoch + 1, self.cfg.epochs, train_s):
+                checkpoint()
+            try:
+                if on_epoch is not None:
+                    on_epoch(EpochReport(epoch + 1, self.cfg.epochs, losses, val_f1,
+                                         {k: {kk: vv for kk, vv in v.items() if kk != "confusion"} for k, v in state["best"].items()},
+                                         train_s, images / max(train_s, 1e-9), extra))
+                if StopRequest.signum is not None:
+                    raise Interrupted(StopRequest.signum, f"stopped after epoch {epoch + 1}/{self.cfg.epochs} (checkpoint "
+                                                          f"in {folder}); run the same command to resume")
+            except BaseException:
+                # stopped (Ctrl-C, SIGTERM, Tune ending the trial) or the observer failed: keep this epoch
+                if saved_epoch < state["epoch"]:
+                    checkpoint()
+                raise
         for k in outputs:
             state["best"][k].update(selection_summary(state["history"], k))
-        exports = self.export_models(folder, outputs) if self.method.export_models else {}
+        if keep_weights:
+            for k, weights in best.items():
+                save_torch(weights, folder / f"best_{k}.pt")
+        exports = self.export_models(folder, best) if export else {}
         result = TrialResult(
             trial_id=self.spec.trial_id(), spec=self.spec.to_dict(), method=self.spec.method,
             variant=variant_of(self.spec), outputs=state["best"], epochs_run=state["epoch"],
@@ -325,7 +386,7 @@ class Engine:
             n_classes=prep.data.n_classes, out_dir=str(folder),
             teacher=(self.teacher_record or {}).get("out_dir"), history=state["history"], exports=exports,
             resumed_from=state.get("resumed_from", []), threads=torch.get_num_threads(),
-            data_options=dict(prep.data.meta.get("options", {})),
+            data_options=dict(prep.data.meta.get("options", {})), checkpoint_s=sum(policy.written_s),
         )
         write_json(result.to_dict(), folder / RESULT_FILE)
         # the resume state (weights + optimiser moments) is dead weight once the result exists
@@ -350,7 +411,8 @@ def export_model(module: torch.nn.Module, example: torch.Tensor, path: Path, met
 
 
 def run_trial(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str | Path = DEFAULT_ROOT,
-              on_epoch: Callable[[EpochReport], None] | None = None, data: MultiModalData | None = None) -> TrialResult:
+              on_epoch: Callable[[EpochReport], None] | None = None, data: MultiModalData | None = None,
+              keep_weights: bool = True, export: bool | None = None) -> TrialResult:
     """Run (or resume, or find finished) one trial. All bad input fails before training starts."""
     prep = prepare(spec, out_dir, runs_root, data)
     spec, folder = prep.spec, prep.out_dir
@@ -368,8 +430,8 @@ def run_trial(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str
     engine = Engine(prep, runs_root)
     with FolderLock(folder, "trial"):  # one process trains a trial folder at a time
         if (folder / RESULT_FILE).exists():  # finished by another process between the check above and the lock
-            return run_trial(spec, out_dir, runs_root, on_epoch, prep.data)
+            return run_trial(spec, out_dir, runs_root, on_epoch, prep.data, keep_weights, export)
         write_json({"trial_id": spec.trial_id(), "spec": spec.to_dict(), "variant": variant_of(spec),
                     "spec_version": SPEC_VERSION}, folder / SPEC_FILE)
         prep.split.save(folder / "split.npz")
-        return engine.run(on_epoch)
+        return engine.run(on_epoch, keep_weights, export)

@@ -16,10 +16,11 @@ def make_optimizer(param_groups, lr: float, weight_decay: float = 0.0) -> torch.
 
 
 def train_step(method: Method, optimizer: torch.optim.Optimizer, batch: Batch, epoch: int, amp: bool = False,
-               device_type: str = "cpu") -> tuple[Tensor, dict[str, Tensor]]:
-    """Loss (bfloat16 autocast when ``amp``), backward, one optimiser step; returns the loss and its parts."""
+               device_type: str = "cpu", loss_fn=None) -> tuple[Tensor, dict[str, Tensor]]:
+    """Loss (bfloat16 autocast when ``amp``; ``loss_fn``: a compiled ``method.loss``), backward, one
+    optimiser step; returns the loss and its parts."""
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
-        total, parts = method.loss(batch, epoch)
+        total, parts = (loss_fn or method.loss)(batch, epoch)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()

@@ -1,6 +1,7 @@
-"""The sweep: a benchmark's plan run as Ray Tune trials, stage by stage, tracked in MLflow.
+"""The sweep: a benchmark's plan run as Ray Tune trials, tracked in MLflow.
 
-Teachers (stage 1) run before their students (stage 2): two Tuners in sequence. Every trial is
+One Tuner runs the whole plan; its searcher starts a student as soon as its own teacher has finished
+(``schedule.py``: no barrier between stage 1 and stage 2). Every trial is
 resumable on its own: the engine checkpoints each epoch into the trial folder (on storage every
 node sees), a finished trial leaves a record in the results store, and a rerun of the same
 benchmark skips finished trials, resumes unfinished ones, and never duplicates a result.
@@ -27,6 +28,7 @@ from .job import TrialJob, run_tracked_trial
 from .plan import PlannedTrial, build_plan
 from .plugins import plugins_from_env
 from .results import ResultsStore
+from .schedule import Job, Ready
 
 BENCH_FILE = "bench.json"
 #: environment of Ray workers: few malloc arenas, so that reused workers do not accumulate freed memory
@@ -165,9 +167,9 @@ def resolve_device(cfg: BenchConfig, cluster_gpus: float) -> BenchConfig:
 
 
 class StopSignals:
-    """SIGINT / SIGTERM stop the benchmark honestly: no new trial is scheduled (Tune is asked to end the
-    stage; its running trials keep their last epoch's checkpoint), no later stage starts, what finished is
-    kept, and the run ends with :class:`Interrupted` (exit 130 / 143). A second signal stops at once."""
+    """SIGINT / SIGTERM stop the benchmark honestly: Tune is asked to end the sweep (no new trial starts;
+    running trials write a checkpoint as they stop), what finished is kept, and the run ends with
+    :class:`Interrupted` (exit 130 / 143). A second signal stops at once."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -181,7 +183,7 @@ class StopSignals:
         if self.fitting:
             os.kill(os.getpid(), signal.SIGUSR1)
         else:
-            raise Interrupted(signum, "interrupted before the next stage started; run the same command to resume")
+            raise Interrupted(signum, "interrupted before any trial started; run the same command to resume")
 
     def __enter__(self) -> "StopSignals":
         import threading
@@ -281,25 +283,14 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
     done = {p.trial_id for p in plan if store.status(p.trial_id) == "finished"}
     say(f"benchmark {cfg.name} ({cfg.config_hash()}): {len(plan)} trials planned, {len(done)} already finished; "
         f"output {folder}")
-    for stage in (1, 2):
-        if stop.signum is not None:
-            break  # an interrupted stage 1 must not let its students start
-        todo = []
-        for p in (p for p in plan if p.stage == stage and p.trial_id not in done):
-            if p.teacher_id and store.status(p.teacher_id) != "finished":
-                store.put({**make_job(p, cfg, folder, runs_root, uri, exp_id).record(), "status": "skipped",
-                           "error": f"teacher {p.teacher_id} did not finish"})
-                progress.line(f"skipped {p.name}: its teacher did not finish")
-                continue
-            todo.append(p)
-        if todo:
-            say(f"stage {stage}: {len(todo)} trials")
-            stop.fitting = True
-            try:
-                run_stage(stage, todo, cfg, folder, runs_root, uri, exp_id, progress, inject_failure)
-            finally:
-                stop.fitting = False
-        done = {p.trial_id for p in plan if store.status(p.trial_id) == "finished"}
+    todo = [p for p in plan if p.trial_id not in done]
+    if todo and stop.signum is None:
+        say(f"{len(todo)} trials to run; a student starts as soon as its own teacher has finished")
+        stop.fitting = True
+        try:
+            run_trials(todo, cfg, folder, runs_root, uri, exp_id, progress, inject_failure)
+        finally:
+            stop.fitting = False
     store.write_parquet(folder / "results.parquet")
     statuses = [store.status(p.trial_id) for p in plan]
     if stop.signum is not None:
@@ -327,20 +318,75 @@ def make_job(p: PlannedTrial, cfg: BenchConfig, folder: Path, runs_root: Path, u
                     fail_before_training=bool(inject_failure) and inject_failure in p.name)
 
 
-def run_stage(stage: int, todo: list[PlannedTrial], cfg: BenchConfig, folder: Path, runs_root: Path, uri: str,
-              exp_id: str, progress: Progress, inject_failure: str = "") -> None:
+def _searcher(todo: list[PlannedTrial], jobs: dict[str, TrialJob], progress: Progress):
+    """Ray Tune's view of :class:`schedule.Ready`: the planned trials in launch order, each suggested once
+    its teacher's trial has ended (no stage barrier); the students of a teacher that failed are skipped."""
+    from ray.tune.search import Searcher
+
+    costs = {p.trial_id: p.cost() for p in todo}
+    ready = Ready([Job(p.trial_id, costs[p.trial_id], p.teacher_id, p.stage) for p in todo])
+    store = progress.store
+
+    class TeacherFirst(Searcher):
+        def __init__(self) -> None:
+            super().__init__()
+            self.live: dict[str, str] = {}  # Tune's trial id -> the plan's
+
+        def set_search_properties(self, metric, mode, config, **spec) -> bool:
+            return True
+
+        def suggest(self, trial_id: str):
+            while (job := ready.next()) is not None:
+                if job.teacher and store.status(job.teacher) != "finished":
+                    ready.ended(job.id)
+                    store.put({**jobs[job.id].record(), "status": "skipped", "error": f"teacher {job.teacher} did not finish"})
+                    progress.line(f"skipped {jobs[job.id].name}: its teacher did not finish")
+                    continue
+                self.live[trial_id] = job.id
+                return {"trial": job.id}
+            return None if ready.pending else Searcher.FINISHED
+
+        def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+            if trial_id in self.live:
+                ready.ended(self.live.pop(trial_id))
+
+        def save(self, checkpoint_path: str) -> None:
+            pass  # nothing to keep: a rerun rebuilds the plan and reads what finished from the results store
+
+        def restore(self, checkpoint_path: str) -> None:
+            pass
+
+    return TeacherFirst()
+
+
+def cluster_slots(cfg: BenchConfig) -> int:
+    """How many trials the Ray cluster can run at once with the config's resources per trial."""
+    import ray
+
+    have = ray.cluster_resources()
+    slots = have.get("CPU", 1.0) // cfg.resources.cpus_per_trial
+    if cfg.resources.gpus_per_trial > 0:
+        slots = min(slots, have.get("GPU", 0.0) // cfg.resources.gpus_per_trial)
+    return max(1, int(slots))
+
+
+def run_trials(todo: list[PlannedTrial], cfg: BenchConfig, folder: Path, runs_root: Path, uri: str, exp_id: str,
+               progress: Progress, inject_failure: str = "") -> None:
+    """One Tuner for the whole plan; its searcher starts each trial once the trial's teacher has ended."""
     from ray import tune
 
     jobs = {p.trial_id: make_job(p, cfg, folder, runs_root, uri, exp_id, inject_failure) for p in todo}
     trainable = tune.with_resources(tune.with_parameters(bench_trainable, jobs=jobs),
                                     {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial})
-    space = {"trial": tune.grid_search(list(jobs))}
     tuner = tune.Tuner(
-        trainable, param_space=space,
-        tune_config=tune.TuneConfig(max_concurrent_trials=cfg.max_concurrent or None, reuse_actors=True,
+        trainable,
+        # a custom searcher gets one pending trial at a time unless a concurrency limit is set: set it to
+        # the slots the cluster has (or the config's max_concurrent), so that every slot gets a trial
+        tune_config=tune.TuneConfig(search_alg=_searcher(todo, jobs, progress), num_samples=len(jobs),
+                                    max_concurrent_trials=cfg.max_concurrent or cluster_slots(cfg), reuse_actors=True,
                                     trial_name_creator=lambda t: f"{jobs[t.config['trial']].name}-{t.trial_id}",
                                     trial_dirname_creator=lambda t: f"{t.config['trial']}-{t.trial_id}"),
-        run_config=tune.RunConfig(name=f"stage{stage}-{time.strftime('%Y%m%d-%H%M%S')}",
+        run_config=tune.RunConfig(name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}",
                                   storage_path=str(folder / "ray"), verbose=0, callbacks=[_callback(progress, jobs)],
                                   failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                                   log_to_file=True),

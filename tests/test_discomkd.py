@@ -123,7 +123,7 @@ def test_joint_run_reports_every_modality_and_exports_match_the_joint_model(tmp_
     split = np.load(Path(res.out_dir) / "split.npz")
     for m in ("rgb", "depth"):
         method, _ = _method()
-        method.load_state_dict(torch.load(Path(res.out_dir) / f"best_{m}.pt", weights_only=True))
+        method.export(m).load_state_dict(torch.load(Path(res.out_dir) / f"best_{m}.pt", weights_only=True))
         method.eval()
         x = torch.from_numpy(data.modalities[m][split["test"]])
         with torch.no_grad():

@@ -33,7 +33,7 @@ def test_student_trial_reports_sklearn_f1_of_its_best_checkpoint(runs):
     data = load_data("synthetic", None, TINY_DATA)
     split = np.load(Path(res.out_dir) / "split.npz")
     method = get_method("student")(data_info(data), "rgb", get_method("student").Options())
-    method.load_state_dict(torch.load(Path(res.out_dir) / "best_rgb.pt", weights_only=True))
+    method.export("rgb").load_state_dict(torch.load(Path(res.out_dir) / "best_rgb.pt", weights_only=True))  # the model only
     method.eval()
     with torch.no_grad():
         pred = method.predict({"rgb": torch.from_numpy(data.modalities["rgb"][split["test"]])})["rgb"].argmax(1).numpy()
@@ -66,40 +66,67 @@ def test_finished_trial_is_found_not_retrained(runs):
     assert b.reused and b.outputs == a.outputs
 
 
-def _train_cmd(out: Path, epochs: int) -> list[str]:
+def _train_cmd(out: Path, epochs: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "cmkd", "train", "--method", "student", "--dataset", "synthetic", "--modality",
             "rgb", "--epochs", str(epochs), "--batch-size", "32", "--threads", "1", "--out", str(out),
             "--data-opt", f"n_samples={TINY_DATA['n_samples']}", "--data-opt", f"image_size={TINY_DATA['image_size']}",
-            "--json"]
+            "--json", *extra]
 
 
-def test_killed_trial_resumes_from_its_last_epoch_with_the_same_result(tmp_path):
-    epochs = 5
-    ref = subprocess.run(_train_cmd(tmp_path / "ref", epochs), capture_output=True, text=True, check=True)
-    ref_result = json.loads(ref.stdout.strip().splitlines()[-1])
+def _printed_epochs(stdout: str) -> list[int]:
+    return [int(line.split()[1].split("/")[0]) for line in stdout.splitlines() if line.startswith("epoch")]
 
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """The uninterrupted 5-epoch run every interrupted one must reproduce."""
+    out = tmp_path_factory.mktemp("ref") / "ref"
+    ref = subprocess.run(_train_cmd(out, 5), capture_output=True, text=True, check=True)
+    return json.loads(ref.stdout.strip().splitlines()[-1])
+
+
+def test_killed_trial_resumes_from_its_last_checkpoint_with_the_same_result(reference_run, tmp_path):
+    """SIGKILL (a lost node): the run resumes from the last checkpoint the policy wrote (here every 2
+    epochs, no time budget) and ends with the uninterrupted run's numbers."""
+    epochs, policy = 5, ["--checkpoint-every", "2", "--checkpoint-budget", "0"]
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd(out, epochs), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_train_cmd(out, epochs, *policy), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     ckpt = out / "checkpoint.pt"
-    while time.time() < deadline and proc.poll() is None:
-        if ckpt.exists():
-            state = torch.load(ckpt, weights_only=False)["state"]
-            if state["epoch"] >= 2:
-                break
-        time.sleep(0.05)
+    while time.time() < deadline and proc.poll() is None and not ckpt.exists():
+        time.sleep(0.02)
     assert proc.poll() is None, "the trial finished before it could be killed; make it longer"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done_before = torch.load(ckpt, weights_only=False)["state"]["epoch"]
-    assert 2 <= done_before < epochs and not (out / "result.json").exists()
+    assert done_before in (2, 4) and not (out / "result.json").exists()  # the policy's epochs, no other
 
-    again = subprocess.run(_train_cmd(out, epochs), capture_output=True, text=True, check=True)
-    printed_epochs = [int(line.split()[1].split("/")[0]) for line in again.stdout.splitlines() if line.startswith("epoch")]
-    assert printed_epochs == list(range(done_before + 1, epochs + 1))  # resumed, not restarted
+    again = subprocess.run(_train_cmd(out, epochs, *policy), capture_output=True, text=True, check=True)
+    assert _printed_epochs(again.stdout) == list(range(done_before + 1, epochs + 1))  # resumed, not restarted
     result = json.loads(again.stdout.strip().splitlines()[-1])
-    assert result["outputs"] == ref_result["outputs"]
-    assert result["epochs_run"] == epochs
+    assert result["outputs"] == reference_run["outputs"] and result["epochs_run"] == epochs
+    assert result["resumed_from"] == [done_before]
+
+
+def test_sigterm_ends_the_epoch_writes_a_checkpoint_and_the_same_command_resumes_exactly(reference_run, tmp_path):
+    """A stop signal checkpoints whatever the policy (here: none by epochs, none by time)."""
+    epochs, policy = 5, ["--checkpoint-every", "0", "--checkpoint-budget", "0"]
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen(_train_cmd(out, epochs, *policy), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()  # the first epoch's line: training is under way
+    assert first.startswith("epoch"), first
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "run the same command to resume" in stderr and "Traceback" not in stderr
+    done_before = torch.load(out / "checkpoint.pt", weights_only=False)["state"]["epoch"]
+    assert 1 <= done_before < epochs and _printed_epochs(first + stdout)[-1] == done_before
+
+    again = subprocess.run(_train_cmd(out, epochs, *policy), capture_output=True, text=True, check=True)
+    assert _printed_epochs(again.stdout) == list(range(done_before + 1, epochs + 1))
+    result = json.loads(again.stdout.strip().splitlines()[-1])
+    assert result["outputs"] == reference_run["outputs"] and result["resumed_from"] == [done_before]
+    assert not (out / "checkpoint.pt").exists()  # dead weight once the result exists
 
 
 @pytest.mark.slow
