@@ -1,3 +1,3 @@
-from cmkd.harness.cli import main
+from cmkd.harness.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -15,7 +15,7 @@ import argparse
 from collections import Counter
 
 from cmkd.harness.bench_config import load_config
-from cmkd.harness.plan import build_plan
+from cmkd.harness.plan import build_plan, costs
 from cmkd.harness.schedule import Job, simulate
 
 
@@ -25,7 +25,8 @@ def paper_jobs(profile: str) -> list[Job]:
                           for i, e in enumerate(cfg.datasets))  # distinct sizes: distinct entries
     cfg = load_config(profile, overrides=[f"datasets=[{stand_ins}]"])
     plan = build_plan(cfg)
-    return [Job(p.trial_id, p.cost(), p.teacher_id, p.stage) for p in plan]
+    cost = costs(plan)
+    return [Job(p.trial_id, cost[p.trial_id], p.teacher_id, p.stage) for p in plan]
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig, data_key
+from .config import NOT_IDENTITY, TrainConfig, data_key
 from .errors import UserError, check_fields, check_value, nearest
 
 PROFILES = ("quick", "paper", "smoke")
@@ -148,7 +148,7 @@ class BenchConfig:
         for k in ("resources", "max_failures", "max_concurrent", "log_checkpoints", "epoch_seconds", "cpu_fallback",
                   "keep_weights"):
             d.pop(k)
-        for k in ("device", "threads", "eval_batch_size"):
+        for k in NOT_IDENTITY:
             d["train"].pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 

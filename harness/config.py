@@ -21,6 +21,9 @@ from .errors import UserError, check_fields, check_value, nearest
 SPEC_VERSION = 4
 
 SCENARIOS = ("cross-modal", "multi-modal", "ablation", "single")
+#: train fields outside a trial's (and a benchmark's) identity: where and how fast it runs changes its
+#: numbers by float noise at most (device, threads, evaluation batch), when it checkpoints not at all
+NOT_IDENTITY = ("device", "threads", "eval_batch_size", "checkpoint_every", "checkpoint_budget")
 CONV1_INITS = ("official", "kaiming")
 SPLIT_PROTOCOLS = ("paper", "published")
 
@@ -140,8 +143,7 @@ class TrialSpec:
         data may move; other data at the same path are another trial)."""
         d = asdict(self)
         d.pop("data_root")
-        # device/threads/eval batch do not change what is computed (up to float noise), checkpoints not at all
-        for k in ("device", "threads", "eval_batch_size", "checkpoint_every", "checkpoint_budget"):
+        for k in NOT_IDENTITY:
             d["train"].pop(k)
         d["spec_version"] = SPEC_VERSION
         return d

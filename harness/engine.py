@@ -32,7 +32,7 @@ from .errors import Interrupted, UserError
 from .io import atomic_save, read_json, save_torch, write_json
 from .locks import FolderLock
 from .metrics import confusion, weighted_f1
-from .step import make_optimizer, train_step
+from .step import make_optimizer, nhwc, optimise, train_step
 from .store import CHECKPOINT_FILE, DEFAULT_ROOT, RESULT_FILE, SPEC_FILE, claim_folder, trial_dir, variant_of
 from .teachers import load_teacher
 
@@ -190,11 +190,7 @@ class Engine:
             kaiming_conv1_(self.method)
         self.method.to(self.device)
         self.memory_format = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
-        if self.cfg.channels_last:
-            self.method.to(memory_format=torch.channels_last)
-            if self.method.teacher is not None:  # frozen and unregistered: moved on its own
-                self.method.teacher.to(memory_format=torch.channels_last)
-        self.loss_fn = torch.compile(self.method.loss) if self.cfg.compile else self.method.loss
+        self.loss_fn = optimise(self.method, self.cfg.channels_last, self.cfg.compile)
         self.optimizer = make_optimizer(self.method.param_groups(self.cfg.lr), self.cfg.lr, self.cfg.weight_decay)
         inputs = self.method.inputs()
         self.x = {m: torch.from_numpy(prep.data.modalities[m]).to(self.device) for m in inputs}
@@ -224,11 +220,8 @@ class Engine:
             xb = augment(raw, g, self.method.joint_augmentation and paired) if self.cfg.augment else raw
             strong = strong_augment(raw, g) if self.method.wants_strong_view() else None
             if self.cfg.channels_last:
-                xb, strong = self._nhwc(xb), self._nhwc(strong)
+                xb, strong = nhwc(xb), nhwc(strong)
             yield Batch(x=xb, y=y, y_by_modality=y_by, strong=strong)
-
-    def _nhwc(self, x: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
-        return None if x is None else {m: v.contiguous(memory_format=torch.channels_last) for m, v in x.items()}
 
     def train_epoch(self, epoch: int) -> tuple[dict[str, float], int]:
         self.method.train()

@@ -51,11 +51,23 @@ class PlannedTrial:
         """The data-set entry's key (``name`` or ``name:label``), as in the results and tables."""
         return data_key(self.spec.dataset, self.entry)
 
-    def cost(self) -> float:
+    def cost(self, info=None) -> float:
         """Trial-epochs in student epochs (the method's declared relative cost)."""
         s = self.spec
-        info = data_info(load_data(s.dataset, s.data_root, s.dataset_options))
+        info = info or data_info(load_data(s.dataset, s.data_root, s.dataset_options))
         return get_method(s.method).epoch_cost(info) * s.train.epochs
+
+
+def costs(plan: list[PlannedTrial]) -> dict[str, float]:
+    """Every trial's :meth:`PlannedTrial.cost`, loading each data-set entry once."""
+    infos: dict[str, object] = {}
+    out = {}
+    for p in plan:
+        if p.data_key not in infos:
+            s = p.spec
+            infos[p.data_key] = data_info(load_data(s.dataset, s.data_root, s.dataset_options))
+        out[p.trial_id] = p.cost(infos[p.data_key])
+    return out
 
 
 def _has_option(cls, name: str) -> bool:
@@ -136,12 +148,14 @@ def describe(plan: list[PlannedTrial], epoch_seconds: dict[str, float], gpus_per
         lines += [f"    {n:4d}  {k}" for k, n in sorted(counts.items())]
     epochs = sum(p.spec.train.epochs for p in plan)
     lines.append(f"total: {len(plan)} trials, {epochs} trial-epochs")
-    seconds = sum(p.cost() * epoch_seconds[p.data_key] for p in plan)
+    cost = costs(plan)
+    seconds = sum(cost[p.trial_id] * epoch_seconds[p.data_key] for p in plan)
     per = ", ".join(f"{d} {s:.2f} s" for d, s in epoch_seconds.items())
     device = "GPU" if gpus_per_trial > 0 else "CPU"
-    costs = ", ".join(f"{m} {c:g}" for m, c in sorted({p.spec.method: p.cost() / p.spec.train.epochs for p in plan}.items()))
+    per_epoch = ", ".join(f"{m} {c:g}" for m, c in sorted({p.spec.method: cost[p.trial_id] / p.spec.train.epochs
+                                                           for p in plan}.items()))
     lines.append(f"estimate: {seconds / 3600:.2f} {device}-hours of trial time at one student epoch = {per} "
-                 f"(each method's declared cost per epoch, in student epochs: {costs})")
+                 f"(each method's declared cost per epoch, in student epochs: {per_epoch})")
     if gpus_per_trial > 0:
         lines.append(f"    = {seconds / 3600 * gpus_per_trial:.2f} GPU-hours at {gpus_per_trial} GPU per trial")
     return "\n".join(lines)

@@ -25,7 +25,7 @@ from .errors import Interrupted, UserError
 from .io import read_json, write_json
 from .locks import FolderLock
 from .job import TrialJob, run_tracked_trial
-from .plan import PlannedTrial, build_plan
+from .plan import PlannedTrial, build_plan, costs
 from .plugins import plugins_from_env
 from .results import ResultsStore
 from .schedule import Job, Ready
@@ -323,8 +323,8 @@ def _searcher(todo: list[PlannedTrial], jobs: dict[str, TrialJob], progress: Pro
     its teacher's trial has ended (no stage barrier); the students of a teacher that failed are skipped."""
     from ray.tune.search import Searcher
 
-    costs = {p.trial_id: p.cost() for p in todo}
-    ready = Ready([Job(p.trial_id, costs[p.trial_id], p.teacher_id, p.stage) for p in todo])
+    cost = costs(todo)
+    ready = Ready([Job(p.trial_id, cost[p.trial_id], p.teacher_id, p.stage) for p in todo])
     store = progress.store
 
     class TeacherFirst(Searcher):

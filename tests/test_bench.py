@@ -111,7 +111,8 @@ def _bench_cmd(out: Path, extra: list[str]) -> list[str]:
 def test_killed_driver_resumes_every_trial_exactly_once(ray_session, tmp_path):
     out = tmp_path / "b"
     extra = ["--set", "methods=['kdv1', 'discomkd']", "--set", "lskd=[false]", "--set", "ablations=['no-adv']",
-             "--set", "train.epochs=4", "--set", "scenarios=['cross-modal', 'ablation']"]
+             "--set", "train.epochs=4", "--set", "scenarios=['cross-modal', 'ablation']",
+             "--set", "train.checkpoint_every=1"]  # tiny trials: the time budget alone would write none
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     proc = subprocess.Popen(_bench_cmd(out, extra), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 240

@@ -50,3 +50,12 @@ def test_the_policy_is_not_part_of_a_trials_identity():
     spec = tiny_spec()
     other = spec.replace(train=TrainConfig(**{**spec.train.__dict__, "checkpoint_every": 3, "checkpoint_budget": 0.2}))
     assert spec.trial_id() == other.trial_id()
+
+
+def test_the_policy_is_not_part_of_a_benchmarks_identity():
+    from cmkd.harness.bench_config import load_config
+
+    base = load_config("smoke")
+    other = load_config("smoke", overrides=["train.checkpoint_every=1", "train.checkpoint_budget=0.2"])
+    assert base.config_hash() == other.config_hash()
+    assert load_config("smoke", overrides=["train.compile=true"]).config_hash() != base.config_hash()
