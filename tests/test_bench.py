@@ -74,6 +74,9 @@ def test_smoke_benchmark_one_run_and_one_result_per_trial_students_after_teacher
     stage1_over = max(rec[p.trial_id]["ended_at"] for p in plan if p.stage == 1)
     early = [p.name for p in plan if p.stage == 2 and rec[p.trial_id]["started_at"] < stage1_over]
     assert early, "every student waited for the whole of stage 1"
+    # every slot gets a trial (a custom Tune searcher gets one pending trial at a time unless told the slots)
+    spans = sorted((r["started_at"], r["ended_at"]) for r in records)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), "trials never ran side by side"
     # artifacts: confusion matrices and DisCoM-KD's exported models
     disco = runs[(runs["tags.method"] == "discomkd") & (runs["tags.variant"] == "")].iloc[0]
     names = {a.path for a in client.list_artifacts(disco.run_id)} | {a.path for a in client.list_artifacts(disco.run_id, "models")}
