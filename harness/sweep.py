@@ -2,7 +2,7 @@
 
 One Tuner runs the whole plan; its searcher starts a student as soon as its own teacher has finished
 (``schedule.py``: no barrier between stage 1 and stage 2). Every trial is
-resumable on its own: the engine checkpoints each epoch into the trial folder (on storage every
+resumable on its own: the engine checkpoints into the trial folder by its policy (on storage every
 node sees), a finished trial leaves a record in the results store, and a rerun of the same
 benchmark skips finished trials, resumes unfinished ones, and never duplicates a result.
 """
@@ -327,7 +327,7 @@ def _searcher(todo: list[PlannedTrial], jobs: dict[str, TrialJob], progress: Pro
     ready = Ready([Job(p.trial_id, cost[p.trial_id], p.teacher_id, p.stage) for p in todo])
     store = progress.store
 
-    class TeacherFirst(Searcher):
+    class AfterTeacher(Searcher):
         def __init__(self) -> None:
             super().__init__()
             self.live: dict[str, str] = {}  # Tune's trial id -> the plan's
@@ -356,7 +356,7 @@ def _searcher(todo: list[PlannedTrial], jobs: dict[str, TrialJob], progress: Pro
         def restore(self, checkpoint_path: str) -> None:
             pass
 
-    return TeacherFirst()
+    return AfterTeacher()
 
 
 def cluster_slots(cfg: BenchConfig) -> int:
