@@ -17,7 +17,7 @@ def timed_step(method, opt, raw: dict, y: torch.Tensor, g: torch.Generator, dev:
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     strong = strong_augment(raw, g) if method.wants_strong_view() else None
-    train_step(method, opt, Batch(x=augment(raw, g, True), y=y, strong=strong), 30)
+    train_step(method, opt, Batch(x=augment(raw, g, True), y=y, strong=strong, index=torch.arange(len(y), device=y.device)), 30)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0

@@ -186,6 +186,7 @@ class Engine:
             )
         _seed_all(spec.seed)
         self.method: Method = prep.method_cls(self.info, spec.modality, prep.options, teacher, kind)
+        self.method.on_train_split(torch.from_numpy(prep.data.labels[prep.split.train]))
         if self.cfg.conv1_init == "kaiming":
             kaiming_conv1_(self.method)
         self.method.to(self.device)
@@ -206,14 +207,17 @@ class Engine:
         bs = self.cfg.batch_size
         paired = self.method.paired_batches()
         mods = list(self.x)
-        perms = {m: self.train_idx[torch.randperm(n, generator=g).to(self.device)] for m in (["_"] if paired else mods)}
+        # positions in the training split, shuffled (per modality when unpaired); rows = train_idx[positions]
+        order = {m: torch.randperm(n, generator=g).to(self.device) for m in (["_"] if paired else mods)}
+        perms = {m: self.train_idx[o] for m, o in order.items()}
         for start in range(0, n, bs):
             if min(bs, n - start) < 2:  # a one-sample batch breaks BatchNorm in train mode
                 continue
+            index = None
             if paired:
                 idx = perms["_"][start:start + bs]
                 raw = {m: self.x[m][idx] for m in mods}
-                y, y_by = self.y[idx], None
+                y, y_by, index = self.y[idx], None, order["_"][start:start + bs]
             else:
                 raw = {m: self.x[m][perms[m][start:start + bs]] for m in mods}
                 y, y_by = None, {m: self.y[perms[m][start:start + bs]] for m in mods}
@@ -221,7 +225,7 @@ class Engine:
             strong = strong_augment(raw, g) if self.method.wants_strong_view() else None
             if self.cfg.channels_last:
                 xb, strong = nhwc(xb), nhwc(strong)
-            yield Batch(x=xb, y=y, y_by_modality=y_by, strong=strong)
+            yield Batch(x=xb, y=y, y_by_modality=y_by, strong=strong, index=index)
 
     def train_epoch(self, epoch: int) -> tuple[dict[str, float], int]:
         self.method.train()

@@ -59,6 +59,23 @@ def encoder_stages(encoder: nn.Module, x: Tensor, stages: tuple[str, ...]) -> tu
     return pooled, feats
 
 
+def stage_shape(in_channels: int, image_size: tuple[int, int], stage: str) -> tuple[int, int, int]:
+    """(channels, height, width) of a :func:`resnet18_encoder`'s ``stage`` for one image of ``image_size``,
+    from a forward pass on the meta device (no compute, no memory)."""
+    with torch.device("meta"):
+        encoder = resnet18_encoder(in_channels).eval()
+        _, feats = encoder_stages(encoder, torch.empty(1, in_channels, *image_size), (stage,))
+    return tuple(feats[stage].shape[1:])  # type: ignore[return-value]
+
+
+def build_teacher_network(info, kind: str) -> nn.Module:
+    """A randomly initialised network of the architecture a ``kind`` teacher has ("cross-modal": a
+    :class:`Classifier` on the rich modality; "multi-modal": a :class:`FusionClassifier`)."""
+    if kind == "cross-modal":
+        return Classifier(info.channels[info.rich], info.n_classes)
+    return FusionClassifier(info.channels, info.n_classes)
+
+
 class Classifier(nn.Module):
     """A single-modal classifier: encoder + linear head. Also the deployable form of every student."""
 

@@ -46,6 +46,10 @@ class Batch:
     y: Tensor | None
     y_by_modality: dict[str, Tensor] | None = None
     strong: dict[str, Tensor] | None = None
+    #: positions of a paired batch's samples in the training split (0 .. n_train - 1, the same sample
+    #: keeps its position in every epoch); None for unpaired batches. Per-sample state (CRD's memory
+    #: bank) is indexed by it.
+    index: Tensor | None = None
 
     def labels(self, modality: str) -> Tensor:
         if self.y_by_modality is not None:
@@ -176,6 +180,11 @@ class Method(nn.Module):
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
 
     # ---- training and prediction -------------------------------------------------------
+    def on_train_split(self, labels: Tensor) -> None:
+        """Called once before training, and before a checkpoint is loaded, with the training split's
+        labels: ``labels[i]`` is the class of the sample that ``Batch.index`` calls ``i``. A method that
+        keeps state per training sample (a memory bank) registers it here, so that checkpoints hold it."""
+
     def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
         """Hook for schedules (DKD warm-up, CTKD curriculum); ``epoch`` counts from 0."""
 

@@ -23,6 +23,14 @@ class DistillOptions(MethodOptions):
     teacher_train_mode: bool = option(False, "the DisCoM-KD authors' quirk: teacher BatchNorm on batch statistics")
 
 
+@dataclass(frozen=True)
+class FeatureOptions(MethodOptions):
+    """Options of a student without a logit KD term: no ``lskd`` (the plan runs no LSKD variant of it and
+    ``cmkd train --lskd`` refuses it), the teacher's BatchNorm mode as for the logit students."""
+
+    teacher_train_mode: bool = option(False, "the DisCoM-KD authors' quirk: teacher BatchNorm on batch statistics")
+
+
 #: the bounds most KD options share
 TEMPERATURE = {"low": 0, "high": 100, "low_open": True}
 WEIGHT = {"low": 0}
@@ -63,11 +71,15 @@ class DistilledStudent(Method):
     def inputs(self) -> list[str]:
         return list(dict.fromkeys([self.modality, *self.teacher_modalities()]))
 
+    def teacher_input(self, x: dict[str, Tensor]):
+        """What the teacher reads: the rich modality's tensor (cross-modal) or every modality's (multi-modal)."""
+        return x[self.info.rich] if self.teacher_kind == "cross-modal" else {m: x[m] for m in self.teacher_modalities()}
+
     def _teacher_input(self, x: dict[str, Tensor]):
         if self.teacher is None:
             raise RuntimeError(f"{self.name} needs a teacher; the engine loads it from the store")
         self.teacher.train(bool(self.options.teacher_train_mode))
-        return x[self.info.rich] if self.teacher_kind == "cross-modal" else {m: x[m] for m in self.teacher_modalities()}
+        return self.teacher_input(x)
 
     def teacher_forward(self, x: dict[str, Tensor]) -> Tensor:
         return teacher_logits(self.teacher, self._teacher_input(x))

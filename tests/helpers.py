@@ -21,3 +21,38 @@ def tiny_spec(method: str = "student", modality: str | None = "rgb", seed: int =
                      train=train, **kw)
 
 
+
+
+def method_with_teacher(runs_root, name: str, scenario: str = "cross-modal", modality: str = "depth", **options):
+    """A distilled method built as the engine builds it, with the real teacher of ``runs_root`` (the
+    ``teachers`` fixture): returns the method, the tiny data and seed 0's split. The method has seen its
+    training split (``on_train_split``), so :func:`train_batch` feeds it like the engine."""
+    import torch
+
+    from cmkd.datasets import make_split
+    from cmkd.harness.data import data_info, load_data
+    from cmkd.harness.teachers import load_teacher
+    from cmkd.methods import get_method
+
+    data = load_data("synthetic", None, TINY_DATA)
+    info = data_info(data)
+    split = make_split(data.labels, 0)
+    spec = tiny_spec(method=name, modality=modality, scenario=scenario, method_options=options,
+                     data_fingerprint=data.fingerprint())
+    teacher, _ = load_teacher(spec, scenario, info, split.fingerprint(), data.fingerprint(), runs_root,
+                              torch.device("cpu"))
+    cls = get_method(name)
+    method = cls(info, modality, cls.Options.from_dict(options, name), teacher, scenario)
+    method.on_train_split(torch.from_numpy(data.labels[split.train]))
+    return method, data, split
+
+
+def train_batch(data, split, n: int = 16, start: int = 0):
+    """The training split's samples ``start .. start + n`` as a paired batch with their positions."""
+    import torch
+
+    from cmkd.methods import Batch
+
+    rows = split.train[start:start + n]
+    return Batch(x={m: torch.from_numpy(a[rows]) for m, a in data.modalities.items()},
+                 y=torch.from_numpy(data.labels[rows]), index=torch.arange(start, start + len(rows)))

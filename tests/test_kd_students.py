@@ -13,9 +13,7 @@ from cmkd.harness.data import data_info, load_data
 from cmkd.harness.engine import run_trial
 from cmkd.harness.errors import UserError
 from cmkd.harness.teachers import find_teacher, teacher_spec
-from cmkd.methods import Batch, get_method
-from cmkd.methods.backbones import Classifier
-from helpers import TINY_DATA, tiny_spec
+from helpers import TINY_DATA, method_with_teacher, tiny_spec, train_batch
 
 KD = ["kdv1", "kdv2", "dkd", "ctkd", "mlkd"]
 
@@ -44,22 +42,12 @@ def test_students_of_the_multi_modal_teacher(store, method):
 
 
 def _method(store, name, scenario="cross-modal", modality="depth", **opts):
-    from cmkd.harness.teachers import load_teacher
-    from cmkd.datasets import make_split
-
-    data = load_data("synthetic", None, TINY_DATA)
-    info = data_info(data)
-    spec = tiny_spec(method=name, modality=modality, scenario=scenario, method_options=opts,
-                     data_fingerprint=data.fingerprint())
-    teacher, _ = load_teacher(spec, scenario, info, make_split(data.labels, 0).fingerprint(), data.fingerprint(),
-                              store, torch.device("cpu"))
-    cls = get_method(name)
-    return cls(info, modality, cls.Options.from_dict(opts, name), teacher, scenario), data
+    method, data, split = method_with_teacher(store, name, scenario, modality, **opts)
+    return method, (data, split)
 
 
-def _batch(data, n=16):
-    return Batch(x={m: torch.from_numpy(a[:n]) for m, a in data.modalities.items()},
-                 y=torch.from_numpy(data.labels[:n]))
+def _batch(data_split, n=16):
+    return train_batch(*data_split, n)
 
 
 def test_gradients_reach_the_student_not_the_teacher(store):

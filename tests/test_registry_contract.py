@@ -32,7 +32,9 @@ def build(name: str, kind: str | None):
     cls.check(INFO, modality, options)
     teacher = tiny_teacher(kind) if kind else None
     torch.manual_seed(0)
-    return cls(INFO, modality, options, teacher, kind), teacher
+    method = cls(INFO, modality, options, teacher, kind)
+    method.on_train_split(torch.arange(8) % INFO.n_classes)  # the engine's call: a training split of 8 samples
+    return method, teacher
 
 
 def batch(method, n: int = 4) -> Batch:
@@ -41,7 +43,7 @@ def batch(method, n: int = 4) -> Batch:
     y = torch.randint(0, INFO.n_classes, (n,), generator=g)
     strong = {m: v + 0.1 for m, v in x.items()} if method.wants_strong_view() else None
     if method.paired_batches():
-        return Batch(x=x, y=y, strong=strong)
+        return Batch(x=x, y=y, strong=strong, index=torch.arange(n))
     return Batch(x=x, y=None, y_by_modality={m: y.roll(i) for i, m in enumerate(x)}, strong=strong)
 
 
