@@ -8,6 +8,7 @@ failed with its error; a trial stopped by the driver is neither), and free what 
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +79,7 @@ def run_tracked_trial(job: TrialJob, on_epoch: Callable[[Any], None] | None = No
     spec = job.spec
     folder = trial_dir(job.runs_root, spec)
     record = job.record()
-    record["attempts"] = int((store.get(job.trial_id) or {}).get("attempts", 0)) + 1
+    record["attempts"] = count_attempt(folder, int((store.get(job.trial_id) or {}).get("attempts", 0)))
     tracker = TrialTracker(job.tracking_uri, job.experiment_id, folder / "mlflow_run_id.txt", job.name,
                            tags={"bench": job.bench, "stage": str(job.stage), "dataset": spec.dataset,
                                  "entry": job.entry, "scenario": spec.scenario, "method": spec.method, "variant": record["variant"],
@@ -87,6 +88,9 @@ def run_tracked_trial(job: TrialJob, on_epoch: Callable[[Any], None] | None = No
                                  "config_hash": job.config_hash, "code_version": cmkd.__version__, **job.tags},
                            params={"spec": spec.to_dict(), "method": resolved_options(spec)})
     record["mlflow_run_id"] = tracker.run_id
+    # where this attempt runs (a resumed trial's last attempt is the one its result names)
+    record["node_id"], record["host"] = ray_node_id(), socket.gethostname()
+    tracker.set_tags({"node_id": record["node_id"], "host": record["host"]})
     try:
         if job.fail_before_training:
             raise RuntimeError(f"injected failure for {job.name}")
@@ -117,11 +121,35 @@ def run_tracked_trial(job: TrialJob, on_epoch: Callable[[Any], None] | None = No
                                                              for k, v in result.outputs.items()},
                "epochs_run": result.epochs_run, "wall_time_s": result.wall_time_s,
                "images_per_s": result.images_per_s, "device": result.device, "out_dir": result.out_dir,
-               "resumed_from": result.resumed_from, "threads": result.threads, "host": result.host,
+               "resumed_from": result.resumed_from, "threads": result.threads,
                "train_time_s": result.train_time_s, "checkpoint_s": result.checkpoint_s,
                # when this worker started and ended the job (the sweep's ordering; fixed cost = job - training)
                "started_at": started, "ended_at": time.time()})
     return result
+
+
+def count_attempt(folder: Path, recorded: int) -> int:
+    """This attempt's number, counted in the trial folder when it starts: an attempt killed with its node
+    (no record written) still counts."""
+    path = folder / "attempts.txt"
+    try:
+        previous = int(path.read_text())
+    except (OSError, ValueError):
+        previous = recorded
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(str(previous + 1))
+    return previous + 1
+
+
+def ray_node_id() -> str:
+    """The Ray node this process runs on ("" outside Ray)."""
+    import sys
+
+    if "ray" not in sys.modules:
+        return ""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
 def _release_memory() -> None:

@@ -22,7 +22,7 @@ SELECTIONS = {"best-val": "test_f1", "last": "test_f1_last", "oracle": "test_f1_
 ROW_COLUMNS = ["dataset", "entry", "scenario", "method", "variant", "modality", "seed", "test_f1", "test_f1_last",
                "test_f1_oracle", "val_f1", "best_epoch", "oracle_epoch",
                "epochs_run", "wall_time_s", "images_per_s", "device", "config_hash", "code_version", "trial_id",
-               "stage", "status", "teacher_id", "mlflow_run_id", "error"]
+               "stage", "status", "teacher_id", "mlflow_run_id", "error", "attempts", "node_id", "host"]
 
 
 class ResultsStore:
@@ -56,7 +56,8 @@ class ResultsStore:
         for rec in self.records():
             base = {k: rec.get(k) for k in ("dataset", "entry", "scenario", "method", "variant", "seed", "epochs_run",
                                              "wall_time_s", "images_per_s", "device", "config_hash", "code_version",
-                                             "trial_id", "stage", "status", "teacher_id", "mlflow_run_id", "error")}
+                                             "trial_id", "stage", "status", "teacher_id", "mlflow_run_id", "error",
+                                             "attempts", "node_id", "host")}
             outputs = rec.get("outputs") or {}
             if rec["status"] == "finished" and outputs:
                 for key, out in outputs.items():

@@ -19,7 +19,8 @@ RESULT_FILE = "result.json"
 SPEC_FILE = "spec.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 #: files a caller may put in a trial folder before the engine claims it (the sweep's MLflow run id)
-SIDE_FILES = {"mlflow_run_id.txt", ".lock"}
+#: files a tracked job writes into a trial folder before the engine claims it
+SIDE_FILES = {"mlflow_run_id.txt", ".lock", "attempts.txt"}
 
 
 def variant_of(spec: TrialSpec) -> str:

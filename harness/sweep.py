@@ -229,8 +229,10 @@ def init_ray(address: str | None, env: dict[str, str]):
         if address:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=256 * 2**20,
-                     runtime_env=runtime_env, log_to_driver=False)
+            # "local": a new instance of this machine's CPUs, never whatever Ray happens to run here (without
+            # it, ray.init attaches to any running instance it finds, and then refuses num_cpus)
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+                     object_store_memory=256 * 2**20, runtime_env=runtime_env, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"cannot start or reach Ray{' at ' + address if address else ''} ({exc}); "
                         "check the address (ray start --head prints it) or drop --address to run locally") from None
@@ -284,6 +286,10 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
     say(f"benchmark {cfg.name} ({cfg.config_hash()}): {len(plan)} trials planned, {len(done)} already finished; "
         f"output {folder}")
     todo = [p for p in plan if p.trial_id not in done]
+    if todo and address:  # on a cluster: every node must see this folder and the data before anything starts
+        from .preflight import check_nodes
+
+        say(f"preflight: {check_nodes(ray, folder, cfg)} Ray nodes see {folder} and the data")
     if todo and stop.signum is None:
         say(f"{len(todo)} trials to run; a student starts as soon as its own teacher has finished")
         stop.fitting = True

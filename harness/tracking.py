@@ -165,6 +165,9 @@ class TrialTracker:
                 self.client.log_batch(run_id, params=items[i:i + 100])
         self.run_id = run_id
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[self._RunTag(k, str(v)) for k, v in tags.items()])
+
     def log_epoch(self, report) -> None:
         import time
 

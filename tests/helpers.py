@@ -56,3 +56,49 @@ def train_batch(data, split, n: int = 16, start: int = 0):
     rows = split.train[start:start + n]
     return Batch(x={m: torch.from_numpy(a[rows]) for m, a in data.modalities.items()},
                  y=torch.from_numpy(data.labels[rows]), index=torch.arange(start, start + len(rows)))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """A real ``mlflow server`` on loopback with a SQLite store under ``folder`` (started and stopped by
+    the ``with`` block): the tracking store a cluster uses, since SQLite on shared storage is unsafe."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "MlflowServer":
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+                                      str(self.port), "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
+                                      "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, start_new_session=True)
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(self.uri + "/health", timeout=1)
+                return self
+            except OSError:
+                time.sleep(0.5)
+        self.__exit__()
+        raise RuntimeError("mlflow server did not start")
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from cmkd.harness.errors import UserError
 from cmkd.harness.plan import build_plan
 from cmkd.harness.results import ResultsStore
 from cmkd.harness.sweep import resolve_device, run_bench
+from helpers import MlflowServer
 
 pytestmark = pytest.mark.ray
 
@@ -159,28 +159,9 @@ def test_killed_driver_resumes_every_trial_exactly_once(ray_session, tmp_path):
     assert len(runs) == len(plan) and runs["tags.trial_id"].is_unique and set(runs["status"]) == {"FINISHED"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_runs_reach_a_real_mlflow_server(ray_session, tmp_path):
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--workers", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        import urllib.request
-
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(uri + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
+    with MlflowServer(tmp_path) as server:
+        uri = server.uri
         cfg = load_config("smoke", overrides=["methods=['kdv1']", "lskd=[false]", "scenarios=['cross-modal']",
                                               "ablations=[]"])
         summary = run_bench(cfg, out=tmp_path / "b", tracking_uri=uri, say=lambda s: None)
@@ -197,9 +178,6 @@ def test_runs_reach_a_real_mlflow_server(ray_session, tmp_path):
         assert main(["tables", "--experiment", summary.experiment, "--tracking-uri", uri, "--out",
                      str(tmp_path / "t"), "--tables", "1"]) == 0
         assert "KDv1" in (tmp_path / "t" / "tables.md").read_text()
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
 
 def test_bench_bad_input(capsys, tmp_path):

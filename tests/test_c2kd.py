@@ -115,3 +115,15 @@ def test_c2kd_trains_end_to_end_from_a_real_teacher(teachers, scenario, lskd):
     assert res.epochs_run == 2 and res.variant == ("lskd" if lskd else "orig")
     assert 0 <= res.outputs["depth"]["test_f1"] <= 1
     assert all(0 <= h["train/selected"] <= 1 and np.isfinite(h["train/loss"]) for h in res.history)
+
+
+@pytest.mark.parametrize("opt, message", [("non_target=drop", "option non_target must be one of zeroed, removed"),
+                                          ("krc=1.5", "option krc must lie in [-1, 1], got 1.5"),
+                                          ("proxy_stage=pool", "option proxy_stage must be one of layer1")])
+def test_c2kd_bad_options_are_refused_before_training(capsys, tmp_path, opt, message):
+    from cmkd.harness.cli import main
+
+    code = main(["train", "--dataset", "synthetic", "--runs", str(tmp_path), "--method", "c2kd", "--modality", "depth",
+                 "--opt", opt])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and not list(tmp_path.iterdir())

@@ -122,3 +122,13 @@ def test_lskd_is_refused_for_crd(capsys, tmp_path):
     code = main(["train", "--dataset", "synthetic", "--runs", str(tmp_path), "--method", "crd", "--modality", "depth",
                  "--lskd"])
     assert code == 2 and "--lskd does not apply to method 'crd'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("opt, message", [("nce_k=0", "option nce_k must be >= 1, got 0"),
+                                          ("momentum=1", "option momentum must lie in [0, 1), got 1"),
+                                          ("nce_t=0", "option nce_t must be > 0")])
+def test_crd_bad_options_are_refused_before_training(capsys, tmp_path, opt, message):
+    code = main(["train", "--dataset", "synthetic", "--runs", str(tmp_path), "--method", "crd", "--modality", "depth",
+                 "--opt", opt])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and not list(tmp_path.iterdir())
