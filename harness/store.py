@@ -18,8 +18,7 @@ DEFAULT_ROOT = "cmkd-runs"
 RESULT_FILE = "result.json"
 SPEC_FILE = "spec.json"
 CHECKPOINT_FILE = "checkpoint.pt"
-#: files a caller may put in a trial folder before the engine claims it (the sweep's MLflow run id)
-#: files a tracked job writes into a trial folder before the engine claims it
+#: files a tracked job writes into a trial folder before the engine claims it (its MLflow run id, attempts)
 SIDE_FILES = {"mlflow_run_id.txt", ".lock", "attempts.txt"}
 
 
