@@ -35,10 +35,11 @@ class LocalCluster:
     """``ray start --head`` and ``ray start --address`` on loopback, each in its own process group (started,
     and every process stopped, by the ``with`` block)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, default_temp_dir: bool = False):
         import tempfile
 
         self.folder = folder
+        self.default_temp_dir = default_temp_dir
         # its own temp dir (short: Ray's socket paths must fit 107 characters), so that the cluster is never
         # found by a later ray.init on this machine
         self.temp_dir = tempfile.mkdtemp(prefix="cmkd-ray-")
@@ -48,8 +49,8 @@ class LocalCluster:
 
     def start(self, name: str, args: list[str], prefix: list[str] | None = None) -> None:
         log = open(self.folder / f"{name}.log", "w")
-        self.procs[name] = subprocess.Popen([*(prefix or []), RAY, "start", "--block", "--temp-dir", self.temp_dir,
-                                             *args, *NODE], env=ENV,
+        temp = [] if self.default_temp_dir else ["--temp-dir", self.temp_dir]
+        self.procs[name] = subprocess.Popen([*(prefix or []), RAY, "start", "--block", *temp, *args, *NODE], env=ENV,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def nodes(self) -> list[dict]:
@@ -96,6 +97,9 @@ class LocalCluster:
                 except ProcessLookupError:
                     pass
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+        current = Path("/tmp/ray/ray_current_cluster")  # what a head in the default temp dir leaves behind
+        if self.default_temp_dir and current.exists() and current.read_text().strip().endswith(f":{self.port}"):
+            current.unlink()
 
 
 def bench(cluster: LocalCluster, out: Path, uri: str, *extra: str) -> subprocess.Popen:
@@ -202,3 +206,15 @@ def test_the_preflight_names_a_node_and_the_data_root_it_misses(ray_session, tmp
     with pytest.raises(UserError, match=rf"^node [0-9a-f]{{12}} \({socket.gethostname()}, .*\) cannot see "
                                         rf"{tmp_path / 'nowhere'}: every node must see"):
         check_nodes(ray_session, folder, missing)
+
+
+def test_a_local_bench_starts_its_own_ray_while_another_instance_runs_on_the_machine(tmp_path):
+    """Without --address, ray.init would attach to a running instance it finds (here a head in Ray's default
+    temp dir, as `ray start` leaves one) and refuse num_cpus."""
+    with LocalCluster(tmp_path, default_temp_dir=True) as cluster:
+        cluster.wait_for(1)
+        done = subprocess.run([sys.executable, "-m", "cmkd", "bench", "--profile", "smoke", "--out", str(tmp_path / "b"),
+                               "--set", "methods=['kdv1']", "--set", "scenarios=['cross-modal']", "--set", "ablations=[]",
+                               "--set", "lskd=[false]"], env=ENV, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(ResultsStore(tmp_path / "b" / "results").records()) == 3
