@@ -34,6 +34,10 @@ class EuroSatMSSAR(RealDataset):
     modalities = {"ms": 13, "sar": 2}
     rich = "ms"
     class_names = CLASSES
+    declared_samples = 27000  # pairs (Wang et al. 2023)
+    declared_image_size = 64
+    channel_names = {"ms": ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12", "B8A"],
+                     "sar": ["VV", "VH"]}
     official_prefixes = {"MS": "ms", "SAR": "sar"}
     published_split_note = ("EuroSAT publishes no official split (the split files of later benchmarks are not "
                             "the paper's protocol)")

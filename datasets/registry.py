@@ -46,6 +46,12 @@ class DatasetAdapter(ABC):
     paper_column: ClassVar[int | None] = None
     #: where the data set's own published split comes from, or why it has none (the refusal's hint)
     published_split_note: ClassVar[str] = ""
+    #: the published number of samples and image side (before the ``image_size`` option): what
+    #: ``cmkd bench --dry-run`` plans with when the data are not on disk (None: unknown, the data are needed)
+    declared_samples: ClassVar[int | None] = None
+    declared_image_size: ClassVar[int | None] = None
+    #: channel names per modality, in array order (a model's sidecar lists them for its users)
+    channel_names: ClassVar[dict[str, list[str]]] = {}
 
     def __init__(self, root: str | None = None, **options: Any) -> None:
         bad = sorted(set(options) - set(self.default_options))
@@ -70,6 +76,15 @@ class DatasetAdapter(ABC):
     def found(self) -> bool:
         """Whether the data can be loaded without error (no compute)."""
         return True
+
+    def declared_shape(self) -> tuple[int, dict[str, tuple[int, int]]] | None:
+        """(samples, image size per modality) as published, with these options; None when not declared."""
+        if self.declared_samples is None:
+            return None
+        side = int(self.options.get("image_size") or 0) or self.declared_image_size
+        if not side:
+            return None
+        return self.declared_samples, {m: (side, side) for m in self.modality_channels()}
 
     def check(self) -> None:
         """Raise :class:`UserError` naming what is missing, before any compute starts."""

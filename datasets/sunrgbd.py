@@ -50,6 +50,9 @@ class SUNRGBD(RealDataset):
     modalities = {"rgb": 3, "depth": 1}
     rich = "rgb"
     class_names = CLASSES
+    declared_samples = 2105  # Kinect v2 pairs (Ferreri et al. 2021; the paper's count)
+    declared_image_size = 224
+    channel_names = {"rgb": ["R", "G", "B"], "depth": ["depth (mm, holes filled)"]}
     official_prefixes = {"RGB": "rgb", "DEPTH": "depth"}
     default_options = {"list_file": "", "mapping_file": "", "depth_dir": "depth_bfx", "image_size": 224,
                        "norm_stats": "all", "split_file": ""}

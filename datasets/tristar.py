@@ -37,6 +37,9 @@ class Tristar(RealDataset):
     modalities = {"thermal": 1, "depth": 1}
     rich = "thermal"
     class_names = CLASSES
+    declared_samples = 14201  # the paper's pair count
+    declared_image_size = 128
+    channel_names = {"thermal": ["thermal"], "depth": ["depth"], "rgb": ["R", "G", "B"]}
     official_prefixes = {"THERMAL": "thermal", "DEPTH": "depth", "RGB": "rgb"}
     default_options = {"image_size": 128, "with_rgb": False, "norm_stats": "all"}
 

@@ -21,11 +21,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         overrides.append("cpu_fallback=true")
     cfg = load_config(args.profile, args.config, overrides)
     if args.dry_run:
-        dry_run(cfg)
+        dry_run(cfg, cpus=args.cpus, gpus=args.gpus)
         return 0
+    if args.cpus is not None or args.gpus is not None:
+        raise UserError("--cpus and --gpus size a --dry-run's estimate; a run uses what Ray sees (set "
+                        "resources.cpus_per_trial / gpus_per_trial to share it)")
     try:
         summary = run_bench(cfg, out=args.out, address=args.address or os.environ.get("RAY_ADDRESS") or None,
-                            tracking_uri=args.tracking_uri)
+                            tracking_uri=args.tracking_uri, quiet=True)
     except Interrupted:
         from .tables import write_all_tables
 
@@ -34,24 +37,40 @@ def cmd_bench(args: argparse.Namespace) -> int:
         except UserError:
             pass
         raise
-    tables_note = ""
-    try:
-        from .tables import write_all_tables
+    from .tables import write_all_tables
 
-        written = write_all_tables(summary.out_dir)
-        tables_note = f"\ntables: {written}"
-    except ImportError:
-        pass
+    written = write_all_tables(summary.out_dir)
+    out = summary.out_dir
     print(f"\nbenchmark finished in {summary.wall_s / 60:.1f} min: {summary.finished}/{summary.planned} trials "
-          f"finished, {summary.failed} failed, {summary.skipped} skipped\n"
-          f"results: {summary.out_dir / 'results.parquet'} (one JSON per trial in {summary.out_dir / 'results'})\n"
-          f"MLflow: experiment {summary.experiment!r} at {summary.tracking_uri}"
-          + (f"\n    mlflow ui --backend-store-uri {summary.tracking_uri}" if summary.tracking_uri.startswith("sqlite") else "")
-          + tables_note)
+          f"finished, {summary.failed} failed, {summary.skipped} skipped")
+    print(f"results: {out / 'results.parquet'} (a row per trial and output), {out / 'history.parquet'} (per epoch); "
+          f"one JSON per trial in {out / 'results'}")
+    print(f"tables:  {written} (tables.md, tables.tex, table<N>.png, stats.csv)")
+    print(kept_note(summary))
+    print(f"MLflow:  experiment {summary.experiment!r} at {summary.tracking_uri}"
+          + (f"; browse: mlflow ui --backend-store-uri {summary.tracking_uri}" if summary.tracking_uri.startswith("sqlite") else ""))
+    print(f"log:     {out / 'logs' / 'driver.log'} (what Ray, Tune and MLflow printed)")
     if summary.failed or summary.skipped:
         print("some trials failed or were skipped: run the same command again to retry them")
         return 1
     return 0
+
+
+def kept_note(summary) -> str:
+    """What the benchmark kept on disk of its models, and the command that deploys one."""
+    models = summary.models
+    if models is None or models.empty:
+        return "weights: none kept (keep_weights)"
+    from .retention import BEST
+
+    teachers, best = int((models.why == "teacher").sum()), int((models.why == BEST).sum())
+    other = len(models) - teachers - best
+    example = models[models.why == BEST].head(1)
+    example = example if len(example) else models.head(1)
+    return (f"weights: {len(models)} kept ({models.megabytes.sum():.0f} MB): {teachers} of teachers, {best} of the seed "
+            f"best on validation per table cell" + (f", {other} more (keep_weights = \"all\")" if other else "")
+            + f"; list: {summary.out_dir / 'models.csv'}\n"
+            f"         deploy one: {example.export.iloc[0]}")
 
 
 def add_parser(sub) -> None:
@@ -65,5 +84,8 @@ def add_parser(sub) -> None:
     p.add_argument("--address", help="join an existing Ray cluster (or set RAY_ADDRESS), e.g. auto or HEAD:6379")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<out>/mlflow.db)")
     p.add_argument("--cpu-fallback", action="store_true", help="run on CPU when the config asks for GPUs and none is visible")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and a compute estimate; train nothing")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan, trial counts and a wall-clock estimate; train nothing, read no data")
+    p.add_argument("--cpus", type=float, help="--dry-run: CPUs of the cluster to estimate for (default: this machine's)")
+    p.add_argument("--gpus", type=float, help="--dry-run: GPUs of the cluster to estimate for (default: this machine's)")
     p.set_defaults(func=cmd_bench)

@@ -66,8 +66,12 @@ class BenchConfig:
     max_failures: int = 1  # retries of a failing trial before it is recorded as failed
     max_concurrent: int = 0  # 0: as many as the resources allow
     log_checkpoints: bool = False  # copy best weights and exported models into MLflow's artifacts
-    keep_weights: str = "teachers"  # teachers: only trials that teach keep best weights on disk; all: every trial
-    epoch_seconds: float = 0.0  # stated time of one student epoch, for --dry-run's estimate (0: measure)
+    #: best weights kept on disk: "best" (the teachers' and, per table cell, the best-validation seed's),
+    #: "teachers" (only trials that teach), "all" (every trial's); see retention.py
+    keep_weights: str = "best"
+    #: stated cost of one 224 x 224 training image of a student step on the target device, in ms, for
+    #: --dry-run's estimate (scaled by pixel count to other sizes; 0: measured here at each data set's size)
+    per_image_ms: float = 0.0
     cpu_fallback: bool = False  # run GPU-sized trials on CPU when no GPU is visible
 
     # ---- validation ----------------------------------------------------------------------------
@@ -136,8 +140,10 @@ class BenchConfig:
             raise UserError(f"resources.cpus_per_trial must be > 0, got {self.resources.cpus_per_trial}")
         if not 0 <= self.resources.gpus_per_trial <= 8:
             raise UserError(f"resources.gpus_per_trial must lie in [0, 8], got {self.resources.gpus_per_trial}")
-        if self.keep_weights not in ("teachers", "all"):
-            raise UserError(f"keep_weights must be 'teachers' or 'all', got {self.keep_weights!r}")
+        if self.keep_weights not in ("best", "teachers", "all"):
+            raise UserError(f"keep_weights must be 'best', 'teachers' or 'all', got {self.keep_weights!r}")
+        if self.per_image_ms < 0:
+            raise UserError(f"per_image_ms must be >= 0 (0: measure), got {self.per_image_ms}")
         if self.max_failures < 0 or self.max_concurrent < 0:
             raise UserError("max_failures and max_concurrent must be >= 0")
 
@@ -145,7 +151,7 @@ class BenchConfig:
     def config_hash(self) -> str:
         """What makes two benchmarks the same: everything that changes a number (not resources)."""
         d = dataclasses.asdict(self)
-        for k in ("resources", "max_failures", "max_concurrent", "log_checkpoints", "epoch_seconds", "cpu_fallback",
+        for k in ("resources", "max_failures", "max_concurrent", "log_checkpoints", "per_image_ms", "cpu_fallback",
                   "keep_weights"):
             d.pop(k)
         for k in NOT_IDENTITY:

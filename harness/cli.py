@@ -79,10 +79,14 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             found = "yes" if adapter.found() else "no"
             chans = adapter.modality_channels()
             n_classes = len(adapter.class_names)
+            if chans and not all(chans.values()):  # channels known only once the data are found
+                chans = {m: "?" for m in chans}
         except UserError as exc:
             found, chans, n_classes = f"no ({exc})", cls.modalities, len(cls.class_names)
         mods = ", ".join(f"{m} ({c})" + (" rich" if m == cls.rich else "") for m, c in chans.items())
-        rows.append([name, mods, n_classes, found, cls.description])
+        if chans and "?" in chans.values():
+            mods += " (--data-opt prefixes; channels from the data)"
+        rows.append([name, mods, n_classes or "from the data", found, cls.description])
     print(tabulate(rows, headers=["data set", "modalities (channels)", "classes", "data found", "description"],
                    tablefmt="simple", maxcolwidths=[None, 40, None, 30, 60]))
     return 0
@@ -207,12 +211,14 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{r.seconds:5.1f} s  {r.images_per_s:6.0f} img/s", flush=True)
 
     with stop_after_epoch():
-        result = run_trial(spec, out_dir=args.out, runs_root=args.runs, on_epoch=None if args.quiet else show)
+        result = run_trial(spec, out_dir=args.out, runs_root=args.runs, on_epoch=None if args.quiet else show, export=True)
     if result.reused:
         print(f"already finished: {result.out_dir} (delete it to train again)")
     for key, rec in result.outputs.items():
         print(f"test F1 [{key}] {100 * rec['test_f1']:.2f}  (best validation epoch {rec['best_epoch']}, "
               f"val F1 {100 * rec['val_f1']:.2f})")
+    for key, path in result.exports.items():
+        print(f"deployable model [{key}]: {path} (cmkd predict --model {path} --input DATA)")
     print(f"trial {result.trial_id}: {result.out_dir}")
     if args.json:
         print(json.dumps({k: v for k, v in result.to_dict().items() if k != "history"}, default=str))
@@ -229,6 +235,9 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="cmkd", description="cmkd-bench: cross-modal knowledge distillation benchmark")
+    from cmkd import __version__
+
+    p.add_argument("--version", action="version", version=f"cmkd {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("methods", help="list registered methods").set_defaults(func=cmd_methods)

@@ -29,7 +29,7 @@ from .checkpoint import CheckpointPolicy, state_bytes
 from .config import SPEC_VERSION, TrialSpec
 from .data import data_info, load_data, split_for
 from .errors import Interrupted, UserError
-from .io import atomic_save, read_json, save_torch, write_json
+from .io import read_json, save_torch, write_json
 from .locks import FolderLock
 from .metrics import confusion, weighted_f1
 from .step import make_optimizer, nhwc, optimise, train_step
@@ -75,6 +75,8 @@ class TrialResult:
     threads: int = 0
     data_options: dict[str, Any] = field(default_factory=dict)  # the data-set options in force
     checkpoint_s: float = 0.0  # seconds this run spent writing resume checkpoints
+    #: the data description an export needs (DataInfo, per-modality preprocessing, class names): cmkd export
+    deploy: dict[str, Any] = field(default_factory=dict)
     reused: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -264,33 +266,13 @@ class Engine:
     def deployable(self, key: str) -> torch.nn.Module:
         """Output ``key``'s standalone model (what its best weights hold): ``method.export(key)``, or the
         whole method where a method declares no export."""
-        try:
-            return self.method.export(key)
-        except NotImplementedError:
-            return self.method
+        from .deploy import weights_module
+
+        return weights_module(self.method, key)
 
     def best_weights(self, key: str) -> dict[str, torch.Tensor]:
         """A CPU copy of output ``key``'s deployable model's weights as they are now."""
         return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.deployable(key).state_dict().items()}
-
-    def export_models(self, folder: Path, best: dict[str, dict[str, torch.Tensor]]) -> dict[str, str]:
-        """Each output's best weights as a standalone model that needs neither cmkd nor the other modalities."""
-        import copy
-
-        exports = {}
-        example_rows = self.prep.split.test[:2]
-        for key, weights in best.items():
-            module = copy.deepcopy(self.deployable(key)).cpu().to(memory_format=torch.contiguous_format)
-            module.load_state_dict(weights)
-            example = torch.from_numpy(self.prep.data.modalities[key][example_rows])
-            path = folder / f"model_{key}.pt2"
-            export_model(module, example, path, {
-                "modality": key, "channels": int(example.shape[1]), "image_size": list(example.shape[2:]),
-                "class_names": self.prep.data.class_names, "trial_id": self.spec.trial_id(), "method": self.spec.method,
-                "variant": variant_of(self.spec), "dataset": self.spec.dataset,
-            })
-            exports[key] = str(path)
-        return exports
 
     # ---- the loop -----------------------------------------------------------------------
     def run(self, on_epoch: Callable[[EpochReport], None] | None = None, keep_weights: bool = True,
@@ -369,21 +351,27 @@ class Engine:
                 raise
         for k in outputs:
             state["best"][k].update(selection_summary(state["history"], k))
-        if keep_weights:
+        from .deploy import describe_data, export_outputs
+
+        deploy = describe_data(prep.data, self.spec.dataset)
+        if keep_weights or export:
             for k, weights in best.items():
                 save_torch(weights, folder / f"best_{k}.pt")
-        exports = self.export_models(folder, best) if export else {}
+        exports = export_outputs(folder, self.spec, deploy, state["best"]) if export else {}
+        if export and not keep_weights:
+            for k in best:
+                (folder / f"best_{k}.pt").unlink(missing_ok=True)
         result = TrialResult(
             trial_id=self.spec.trial_id(), spec=self.spec.to_dict(), method=self.spec.method,
             variant=variant_of(self.spec), outputs=state["best"], epochs_run=state["epoch"],
             wall_time_s=state["wall"],
             train_time_s=state["train_time"], images_per_s=state["images"] / max(state["train_time"], 1e-9),
-            device=f"{self.device.type}:{torch.cuda.get_device_name(self.device) if self.device.type == 'cuda' else platform.processor() or 'cpu'}",
+            device=device_name(self.device),
             split_fingerprint=prep.split.fingerprint(), data_fingerprint=prep.data.fingerprint(),
             n_classes=prep.data.n_classes, out_dir=str(folder),
             teacher=(self.teacher_record or {}).get("out_dir"), history=state["history"], exports=exports,
             resumed_from=state.get("resumed_from", []), threads=torch.get_num_threads(),
-            data_options=dict(prep.data.meta.get("options", {})), checkpoint_s=sum(policy.written_s),
+            data_options=dict(prep.data.meta.get("options", {})), checkpoint_s=sum(policy.written_s), deploy=deploy,
         )
         write_json(result.to_dict(), folder / RESULT_FILE)
         # the resume state (weights + optimiser moments) is dead weight once the result exists
@@ -399,12 +387,12 @@ def selection_summary(history: list[dict[str, Any]], key: str) -> dict[str, floa
     return {"last_test_f1": scores[-1], "oracle_test_f1": scores[oracle], "oracle_epoch": history[oracle]["epoch"]}
 
 
-def export_model(module: torch.nn.Module, example: torch.Tensor, path: Path, meta: dict[str, Any]) -> None:
-    """Save ``module`` as a standalone ``torch.export`` program (any batch size) plus a JSON sidecar."""
-    module = module.eval()
-    program = torch.export.export(module, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}})
-    atomic_save(path, lambda tmp: torch.export.save(program, tmp))
-    write_json(meta, path.with_suffix(".json"))
+def device_name(device: torch.device) -> str:
+    """``cuda (NVIDIA H100 80GB HBM3)`` or ``cpu (x86_64)``: what a number was computed on (the thread
+    count is recorded beside it)."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.machine() or 'unknown'})"
 
 
 def run_trial(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str | Path = DEFAULT_ROOT,

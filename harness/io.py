@@ -29,9 +29,20 @@ def disk_full(exc: BaseException, path: Path) -> DiskFull | None:
                     "again: what finished is kept")
 
 
+def _umask() -> int:
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+#: what ``open()`` would give a new file (mkstemp's files are 0600: results readable by their owner only)
+FILE_MODE = 0o666 & ~_umask()
+
+
 def _atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)

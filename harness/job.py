@@ -50,7 +50,7 @@ class TrialJob:
         return {"trial_id": self.trial_id, "name": self.name, "stage": self.stage, "dataset": s.dataset,
                 "entry": self.entry, "scenario": s.scenario, "method": s.method, "variant": variant_of(s), "modality": s.modality,
                 "seed": s.seed, "teacher_id": self.teacher_id, "config_hash": self.config_hash,
-                "code_version": cmkd.__version__, "spec": s.to_dict()}
+                "code_version": cmkd.__version__, "spec": s.to_dict(), "options": resolved_options(s)}
 
 
 def resolved_options(spec: TrialSpec) -> dict[str, Any]:
@@ -100,14 +100,16 @@ def run_tracked_trial(job: TrialJob, on_epoch: Callable[[Any], None] | None = No
             if on_epoch is not None:
                 on_epoch(report)
 
-        # weights are written only where someone reads them: a teacher's students, keep_weights = "all",
-        # or MLflow artifacts (log_checkpoints; then exported too, and freed from the disk once logged)
+        # weights are written only where someone may read them: kept on disk (a teacher's students, the
+        # benchmark's retention rule) or MLflow artifacts (log_checkpoints: then exported too, and freed from
+        # the disk once logged unless kept)
         result = run_trial(spec, out_dir=folder, runs_root=job.runs_root, on_epoch=log,
-                           keep_weights=job.keep_weights or job.log_checkpoints, export=None if job.log_checkpoints else False)
+                           keep_weights=job.keep_weights or job.log_checkpoints, export=job.log_checkpoints)
         tracker.finish(result, folder, job.log_checkpoints)
         if not job.keep_weights:
-            for f in [*folder.glob("best_*.pt"), *folder.glob("model_*.pt2"), *folder.glob("model_*.json")]:
-                f.unlink()
+            from .retention import drop_weights
+
+            drop_weights(folder)
     except (SystemExit, KeyboardInterrupt):
         # the driver stopped this trial (Ctrl-C, SIGTERM): not a failure; its checkpoint resumes it
         tracker.fail(None)
@@ -122,7 +124,7 @@ def run_tracked_trial(job: TrialJob, on_epoch: Callable[[Any], None] | None = No
                "epochs_run": result.epochs_run, "wall_time_s": result.wall_time_s,
                "images_per_s": result.images_per_s, "device": result.device, "out_dir": result.out_dir,
                "resumed_from": result.resumed_from, "threads": result.threads,
-               "train_time_s": result.train_time_s, "checkpoint_s": result.checkpoint_s,
+               "train_time_s": result.train_time_s, "checkpoint_s": result.checkpoint_s, "history": result.history,
                # when this worker started and ended the job (the sweep's ordering; fixed cost = job - training)
                "started_at": started, "ended_at": time.time()})
     return result

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, fields
 
-from cmkd.methods import get_method, teacher_method
+from cmkd.methods import DataInfo, get_method, teacher_method
 
 from .bench_config import BenchConfig
 from .config import TrialSpec, data_key
@@ -58,15 +58,50 @@ class PlannedTrial:
         return get_method(s.method).epoch_cost(info) * s.train.epochs
 
 
-def costs(plan: list[PlannedTrial]) -> dict[str, float]:
-    """Every trial's :meth:`PlannedTrial.cost`, loading each data-set entry once."""
-    infos: dict[str, object] = {}
+def costs(plan: list[PlannedTrial], infos: dict[str, "EntryInfo"] | None = None) -> dict[str, float]:
+    """Every trial's :meth:`PlannedTrial.cost`, loading each data-set entry once (or from ``infos``)."""
+    known: dict[str, object] = {k: e.info for k, e in (infos or {}).items()}
     out = {}
     for p in plan:
-        if p.data_key not in infos:
+        if p.data_key not in known:
             s = p.spec
-            infos[p.data_key] = data_info(load_data(s.dataset, s.data_root, s.dataset_options))
-        out[p.trial_id] = p.cost(infos[p.data_key])
+            known[p.data_key] = data_info(load_data(s.dataset, s.data_root, s.dataset_options))
+        out[p.trial_id] = p.cost(known[p.data_key])
+    return out
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """What the plan knows of one data-set entry: the method-facing description, the content fingerprint
+    ("" when planned from declared sizes), the sample count, and where the sizes came from."""
+
+    info: DataInfo
+    fingerprint: str
+    n_samples: int
+    source: str  # "data" or "declared"
+
+
+def entry_infos(cfg: BenchConfig, declared: bool = False) -> dict[str, EntryInfo]:
+    """Each entry's :class:`EntryInfo` from its data (a missing data folder fails here, naming the fix), or,
+    with ``declared`` and no data under the default root (no ``root`` given), from the data set's published
+    sizes."""
+    from cmkd.datasets import get_dataset
+
+    from .data import default_root
+
+    out = {}
+    for entry in cfg.datasets:
+        if declared and entry.root is None:  # a root given explicitly must exist, dry run or not
+            adapter = get_dataset(entry.name, root=default_root(entry.name), **entry.options)
+            shape = adapter.declared_shape()
+            if not adapter.found() and shape is not None:
+                n, sizes = shape
+                chans = adapter.modality_channels()
+                out[entry.key] = EntryInfo(DataInfo(entry.name, chans, sizes, len(adapter.class_names), adapter.rich),
+                                           "", n, "declared")
+                continue
+        data = load_data(entry.name, entry.root, entry.options)
+        out[entry.key] = EntryInfo(data_info(data), data.fingerprint(), data.n, "data")
     return out
 
 
@@ -74,8 +109,11 @@ def _has_option(cls, name: str) -> bool:
     return name in {f.name for f in fields(cls.Options)}
 
 
-def build_plan(cfg: BenchConfig) -> list[PlannedTrial]:
+def build_plan(cfg: BenchConfig, infos: dict[str, EntryInfo] | None = None) -> list[PlannedTrial]:
+    """The deduplicated trials of ``cfg``; ``infos`` (a dry run's, possibly from declared sizes) instead of
+    loading each entry's data."""
     trials: dict[str, PlannedTrial] = {}
+    infos = infos or entry_infos(cfg)
 
     def add(spec: TrialSpec, stage: int, teacher: str | None = None) -> None:
         trials.setdefault(spec.trial_id(), PlannedTrial(spec, stage, teacher, label))
@@ -84,9 +122,8 @@ def build_plan(cfg: BenchConfig) -> list[PlannedTrial]:
     reference = {kind: teacher_method(kind) for kind in ("cross-modal", "multi-modal")}
     for entry in cfg.datasets:
         label = entry.label
-        data = load_data(entry.name, entry.root, entry.options)  # fails early on missing data
-        info = data_info(data)
-        content = data.fingerprint()  # trials are tied to the content planned on; workers check it
+        info = infos[entry.key].info
+        content = infos[entry.key].fingerprint  # trials are tied to the content planned on; workers check it
         mods = list(info.channels)
         for seed in cfg.seeds:
             def spec(method: str, modality: str | None = None, scenario: str = "single", **opts) -> TrialSpec:
@@ -137,8 +174,8 @@ def build_plan(cfg: BenchConfig) -> list[PlannedTrial]:
     return plan
 
 
-def describe(plan: list[PlannedTrial], epoch_seconds: dict[str, float], gpus_per_trial: float) -> str:
-    """The --dry-run text: trials per stage and method, trial-epochs, and a compute estimate."""
+def describe(plan: list[PlannedTrial]) -> str:
+    """Trials per stage and method, and the total trial-epochs (the first half of --dry-run)."""
     lines = []
     for stage in (1, 2):
         part = [p for p in plan if p.stage == stage]
@@ -148,14 +185,4 @@ def describe(plan: list[PlannedTrial], epoch_seconds: dict[str, float], gpus_per
         lines += [f"    {n:4d}  {k}" for k, n in sorted(counts.items())]
     epochs = sum(p.spec.train.epochs for p in plan)
     lines.append(f"total: {len(plan)} trials, {epochs} trial-epochs")
-    cost = costs(plan)
-    seconds = sum(cost[p.trial_id] * epoch_seconds[p.data_key] for p in plan)
-    per = ", ".join(f"{d} {s:.2f} s" for d, s in epoch_seconds.items())
-    device = "GPU" if gpus_per_trial > 0 else "CPU"
-    per_epoch = ", ".join(f"{m} {c:g}" for m, c in sorted({p.spec.method: cost[p.trial_id] / p.spec.train.epochs
-                                                           for p in plan}.items()))
-    lines.append(f"estimate: {seconds / 3600:.2f} {device}-hours of trial time at one student epoch = {per} "
-                 f"(each method's declared cost per epoch, in student epochs: {per_epoch})")
-    if gpus_per_trial > 0:
-        lines.append(f"    = {seconds / 3600 * gpus_per_trial:.2f} GPU-hours at {gpus_per_trial} GPU per trial")
     return "\n".join(lines)

@@ -56,10 +56,14 @@ class Ready:
         return None
 
 
-def simulate(jobs: Sequence[Job], slots: int, barrier: bool = False) -> float:
-    """Makespan of ``jobs`` (durations = costs) on ``slots`` parallel slots, list-scheduled in launch order."""
-    ready = Ready(jobs, barrier)
-    running: list[tuple[float, str]] = []
+def simulate(jobs: Sequence[Job], slots: int, barrier: bool = False, started: Sequence[Job] = ()) -> float:
+    """Makespan of ``jobs`` (durations = costs) on ``slots`` parallel slots, list-scheduled in launch order;
+    ``started`` jobs already hold slots at time 0 (their cost: what is left of them)."""
+    ready = Ready([*started, *jobs], barrier)
+    ready.pending = [j for j in ready.pending if j not in started]
+    running: list[tuple[float, str]] = [(j.cost, j.id) for j in started]
+    heapq.heapify(running)
+    slots = max(slots, len(started))
     now = 0.0
     while ready.pending or running:
         while len(running) < slots:

@@ -9,9 +9,11 @@ benchmark skips finished trials, resumes unfinished ones, and never duplicates a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +28,9 @@ from .io import read_json, write_json
 from .locks import FolderLock
 from .job import TrialJob, run_tracked_trial
 from .plan import PlannedTrial, build_plan, costs
+from .console import terminal_to_log
 from .plugins import plugins_from_env
+from .progress import LiveView, Planned, PlainView, Progress, wants_live
 from .results import ResultsStore
 from .schedule import Job, Ready
 
@@ -48,77 +52,39 @@ def bench_trainable(config: dict[str, Any], jobs: dict[str, TrialJob]) -> None:
 
     def report(epoch_report) -> None:
         tune.report({"epoch": epoch_report.epoch, "loss": epoch_report.losses.get("loss", float("nan")),
-                     **{f"val_f1/{k}": v for k, v in epoch_report.val_f1.items()}})
+                     "seconds": epoch_report.seconds, **{f"val_f1/{k}": v for k, v in epoch_report.val_f1.items()}})
 
     result = run_tracked_trial(job, report)
     if result is None or result.reused:  # nothing trained: Tune still wants one report
         tune.report({"finished": 1})
 
 
-# ---- progress -------------------------------------------------------------------------------------
-@dataclass
-class Progress:
-    """Counts of the sweep and a one-line view printed as trials end."""
-
-    total: int
-    store: ResultsStore
-    print: Callable[[str], None] = print
-    running: set = field(default_factory=set)
-    started: float = field(default_factory=time.time)
-
-    def counts(self) -> dict[str, int]:
-        recs = {r["trial_id"]: r["status"] for r in self.store.records()}
-        done = sum(1 for s in recs.values() if s == "finished")
-        failed = sum(1 for s in recs.values() if s in ("failed", "skipped"))
-        return {"done": done, "running": len(self.running), "failed": failed,
-                "pending": max(0, self.total - done - failed - len(self.running))}
-
-    def line(self, event: str) -> None:
-        c = self.counts()
-        el = time.time() - self.started
-        self.print(f"[{el:6.0f} s | {c['done']}/{self.total} done, {c['running']} running, {c['pending']} pending, "
-                   f"{c['failed']} failed] {event}")
-
-    def best(self) -> str:
-        df = self.store.rows()
-        df = df[(df.status == "finished") & df.scenario.isin(["cross-modal", "multi-modal"])]
-        if df.empty:
-            return "best so far: (no distilled student finished yet)"
-        df = df.assign(dataset=[data_key(d, e) for d, e in zip(df.dataset, df.entry)])
-        g = df.groupby(["dataset", "scenario", "modality", "method", "variant"]).test_f1.mean().reset_index()
-        parts = []
-        for (d, s, m), sub in g.groupby(["dataset", "scenario", "modality"]):
-            top = sub.sort_values("test_f1", ascending=False).iloc[0]
-            parts.append(f"{d}/{s}/{m}: {top.method}{'+LS' if top.variant == 'lskd' else ''} {100 * top.test_f1:.1f}")
-        return "best distilled so far: " + "; ".join(parts)
-
-
-def _callback(progress: Progress, jobs: dict[str, TrialJob]):
+# ---- progress: the Tune callback that feeds it ---------------------------------------------------------
+def _callback(progress: Progress, jobs: dict[str, TrialJob], on_end: Callable[[], None]):
     from ray.tune import Callback
-
-    def sync(trials) -> None:
-        progress.running = {t.trial_id for t in trials if t.status == "RUNNING"}
 
     class ProgressCallback(Callback):
         def on_trial_start(self, iteration, trials, trial, **info):
-            sync(trials)
+            progress.start(trial.config["trial"])
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            progress.epoch(trial.config["trial"], result)
+
+        def on_step_end(self, iteration, trials, **info):
+            progress.view.refresh(progress)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            sync(trials)
-            progress.running.discard(trial.trial_id)
             t = jobs[trial.config["trial"]]
             rec = progress.store.get(t.trial_id) or {}
             f1 = ", ".join(f"{k} {100 * v['test_f1']:.1f}" for k, v in (rec.get("outputs") or {}).items())
-            progress.line(f"finished {t.name}: test F1 {f1} ({rec.get('wall_time_s', 0):.0f} s)")
-            if progress.counts()["done"] % 10 == 0:
-                progress.print("    " + progress.best())
+            on_end()
+            progress.end(t.trial_id, "finished", f"finished {t.name}: test F1 {f1} ({rec.get('wall_time_s', 0):.0f} s)")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            sync(trials)
-            progress.running.discard(trial.trial_id)
             t = jobs[trial.config["trial"]]
             rec = progress.store.get(t.trial_id) or {}
-            progress.line(f"FAILED {t.name} after {rec.get('attempts', '?')} attempt(s): {rec.get('error', '')[:200]}")
+            progress.end(t.trial_id, "failed", f"FAILED {t.name} after {rec.get('attempts', '?')} attempt(s): "
+                                               f"{rec.get('error', '')[:200]}")
 
     return ProgressCallback()
 
@@ -134,6 +100,7 @@ class BenchSummary:
     skipped: int
     planned: int
     wall_s: float
+    models: Any = None  # the kept weights (retention.kept_models)
 
 
 def bench_folder(cfg: BenchConfig, out: str | Path | None) -> Path:
@@ -239,12 +206,11 @@ def init_ray(address: str | None, env: dict[str, str]):
     return ray
 
 
-def _say(text: str) -> None:
-    print(text, flush=True)
-
-
 def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | None = None,
-              tracking_uri: str | None = None, say: Callable[[str], None] = _say, inject_failure: str = "") -> BenchSummary:
+              tracking_uri: str | None = None, say: Callable[[str], None] | None = None, inject_failure: str = "",
+              quiet: bool = False) -> BenchSummary:
+    """Run (or resume) a benchmark. ``say`` receives plain progress lines (None: the terminal, as a live
+    view when it is one). ``quiet``: what Ray, Tune and MLflow print goes to ``<out>/logs/driver.log``."""
     from .tracking import check_uri, default_uri
 
     t_start = time.time()
@@ -259,7 +225,16 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | No
 
         cfg = resolve_device(cfg, float(torch.cuda.device_count()))
     check_address(address)
-    with FolderLock(folder, "bench") as lock:
+    with FolderLock(folder, "bench") as lock, contextlib.ExitStack() as stack:
+        term = stack.enter_context(terminal_to_log(folder / "logs" / "driver.log")) if quiet else sys.stdout
+        if say is None:
+            view = LiveView(term) if wants_live(term) else PlainView(lambda text: print(text, file=term, flush=True))
+        else:
+            view = PlainView(say)
+        stack.callback(lambda: view.close(None))
+        line = view.say if isinstance(view, LiveView) else (say or (lambda text: print(text, file=term, flush=True)))
+        if quiet:
+            line(f"Ray, Tune and MLflow messages: {folder / 'logs' / 'driver.log'}")
         try:
             ray = init_ray(address, WORKER_ENV)
         except UserError:
@@ -267,11 +242,13 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | No
             raise
         with StopSignals() as stop:  # after ray.init, whose core installs a SIGTERM handler of its own
             claim_bench(folder, cfg)
-            return _run_locked(cfg, plan, folder, uri, address, ray, stop, say, t_start, inject_failure)
+            return _run_locked(cfg, plan, folder, uri, address, ray, stop, view, line, t_start, inject_failure)
 
 
 def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: str, address: str | None, ray,
-                stop: StopSignals, say: Callable[[str], None], t_start: float, inject_failure: str = "") -> BenchSummary:
+                stop: StopSignals, view, say: Callable[[str], None], t_start: float,
+                inject_failure: str = "") -> BenchSummary:
+    from .retention import MODELS_FILE, kept_models, prune
     from .tracking import setup_experiment
 
     experiment = f"cmkd-{cfg.name}-{cfg.config_hash()}"
@@ -281,30 +258,41 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
         cfg = resolve_device(cfg, float(ray.cluster_resources().get("GPU", 0)))
     store = ResultsStore(folder / "results")
     runs_root = folder / "runs"
-    progress = Progress(len(plan), store, say)
     done = {p.trial_id for p in plan if store.status(p.trial_id) == "finished"}
     say(f"benchmark {cfg.name} ({cfg.config_hash()}): {len(plan)} trials planned, {len(done)} already finished; "
         f"output {folder}")
     todo = [p for p in plan if p.trial_id not in done]
+    slots = cfg.max_concurrent or cluster_slots(cfg)
+    cost = costs(todo)
+    progress = Progress({p.trial_id: Planned(p.name, cost[p.trial_id], p.spec.train.epochs, p.data_key, p.teacher_id)
+                         for p in todo}, store, slots, view)
     if todo and address:  # on a cluster: every node must see this folder and the data before anything starts
         from .preflight import check_nodes
 
         say(f"preflight: {check_nodes(ray, folder, cfg)} Ray nodes see {folder} and the data")
+    pruning = (lambda: prune(store)) if cfg.keep_weights == "best" else (lambda: None)
     if todo and stop.signum is None:
-        say(f"{len(todo)} trials to run; a student starts as soon as its own teacher has finished")
+        say(f"{len(todo)} trials to run on {slots} slot(s); a student starts as soon as its own teacher has finished")
         stop.fitting = True
         try:
-            run_trials(todo, cfg, folder, runs_root, uri, exp_id, progress, inject_failure)
+            run_trials(todo, cfg, folder, runs_root, uri, exp_id, progress, cost, pruning, inject_failure)
         finally:
             stop.fitting = False
+            view.close(progress)
+    pruning()
+    models = kept_models(store)
+    models.to_csv(folder / MODELS_FILE, index=False)
     store.write_parquet(folder / "results.parquet")
+    store.write_history(folder / "history.parquet")
     statuses = [store.status(p.trial_id) for p in plan]
     if stop.signum is not None:
         raise Interrupted(stop.signum, f"interrupted: {statuses.count('finished')}/{len(plan)} trials finished "
                                        f"(kept in {folder}); run the same command to resume")
     summary = BenchSummary(folder, experiment, uri, statuses.count("finished"), statuses.count("failed"),
-                           statuses.count("skipped"), len(plan), time.time() - t_start)
-    say(progress.best())
+                           statuses.count("skipped"), len(plan), time.time() - t_start, models=models)
+    best = progress.best()
+    if best != progress.last_best:
+        say(best)
     return summary
 
 
@@ -319,17 +307,16 @@ def make_job(p: PlannedTrial, cfg: BenchConfig, folder: Path, runs_root: Path, u
                     runs_root=str(runs_root), results_dir=str(folder / "results"), tracking_uri=uri,
                     experiment_id=exp_id, config_hash=cfg.config_hash(), bench=cfg.name,
                     cpus=cfg.resources.cpus_per_trial, log_checkpoints=cfg.log_checkpoints,
-                    keep_weights=cfg.keep_weights == "all" or get_method(spec.method).teaches is not None,
+                    keep_weights=cfg.keep_weights in ("all", "best") or get_method(spec.method).teaches is not None,
                     plugins=(*plugins_from_env(), *cfg.plugins), entry=p.entry,
                     fail_before_training=bool(inject_failure) and inject_failure in p.name)
 
 
-def _searcher(todo: list[PlannedTrial], jobs: dict[str, TrialJob], progress: Progress):
+def _searcher(todo: list[PlannedTrial], jobs: dict[str, TrialJob], progress: Progress, cost: dict[str, float]):
     """Ray Tune's view of :class:`schedule.Ready`: the planned trials in launch order, each suggested once
     its teacher's trial has ended (no stage barrier); the students of a teacher that failed are skipped."""
     from ray.tune.search import Searcher
 
-    cost = costs(todo)
     ready = Ready([Job(p.trial_id, cost[p.trial_id], p.teacher_id, p.stage) for p in todo])
     store = progress.store
 
@@ -346,7 +333,7 @@ def _searcher(todo: list[PlannedTrial], jobs: dict[str, TrialJob], progress: Pro
                 if job.teacher and store.status(job.teacher) != "finished":
                     ready.ended(job.id)
                     store.put({**jobs[job.id].record(), "status": "skipped", "error": f"teacher {job.teacher} did not finish"})
-                    progress.line(f"skipped {jobs[job.id].name}: its teacher did not finish")
+                    progress.end(job.id, "skipped", f"skipped {jobs[job.id].name}: its teacher did not finish")
                     continue
                 self.live[trial_id] = job.id
                 return {"trial": job.id}
@@ -377,7 +364,7 @@ def cluster_slots(cfg: BenchConfig) -> int:
 
 
 def run_trials(todo: list[PlannedTrial], cfg: BenchConfig, folder: Path, runs_root: Path, uri: str, exp_id: str,
-               progress: Progress, inject_failure: str = "") -> None:
+               progress: Progress, cost: dict[str, float], on_end: Callable[[], None], inject_failure: str = "") -> None:
     """One Tuner for the whole plan; its searcher starts each trial once the trial's teacher has ended."""
     from ray import tune
 
@@ -388,57 +375,29 @@ def run_trials(todo: list[PlannedTrial], cfg: BenchConfig, folder: Path, runs_ro
         trainable,
         # a custom searcher gets one pending trial at a time unless a concurrency limit is set: set it to
         # the slots the cluster has (or the config's max_concurrent), so that every slot gets a trial
-        tune_config=tune.TuneConfig(search_alg=_searcher(todo, jobs, progress), num_samples=len(jobs),
+        tune_config=tune.TuneConfig(search_alg=_searcher(todo, jobs, progress, cost), num_samples=len(jobs),
                                     max_concurrent_trials=cfg.max_concurrent or cluster_slots(cfg), reuse_actors=True,
                                     trial_name_creator=lambda t: f"{jobs[t.config['trial']].name}-{t.trial_id}",
                                     trial_dirname_creator=lambda t: f"{t.config['trial']}-{t.trial_id}"),
         run_config=tune.RunConfig(name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}",
-                                  storage_path=str(folder / "ray"), verbose=0, callbacks=[_callback(progress, jobs)],
+                                  storage_path=str(folder / "ray"), verbose=0, callbacks=[_callback(progress, jobs, on_end)],
                                   failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
                                   log_to_file=True),
     )
     tuner.fit()
 
 
-def dry_run(cfg: BenchConfig, say: Callable[[str], None] = print) -> list[PlannedTrial]:
-    from .plan import describe
+def dry_run(cfg: BenchConfig, say: Callable[[str], None] = print, cpus: float | None = None,
+            gpus: float | None = None) -> list[PlannedTrial]:
+    """The plan and its wall-clock estimate, without training; real data sets missing from disk are
+    planned from their declared sizes."""
+    from .estimate import estimate
+    from .plan import describe, entry_infos
 
-    plan = build_plan(cfg)
-    seconds = {}
-    for entry in cfg.datasets:
-        seconds[entry.key] = cfg.epoch_seconds or measure_epoch_seconds(entry, cfg)
+    infos = entry_infos(cfg, declared=True)
+    plan = build_plan(cfg, infos)
     say(f"benchmark {cfg.name} ({cfg.config_hash()}), seeds {list(cfg.seeds)}, {cfg.train.epochs} epochs, "
         f"batch {cfg.train.batch_size}")
-    say(describe(plan, seconds, cfg.resources.gpus_per_trial))
+    say(describe(plan))
+    say(estimate(plan, infos, cfg, cpus, gpus))
     return plan
-
-
-def measure_epoch_seconds(entry, cfg: BenchConfig) -> float:
-    """Time a few training steps of the STUDENT method (the cross-modal reference) on this machine, scaled
-    to one epoch: the unit every method's declared cost is relative to."""
-    import torch
-
-    from cmkd.methods import Batch, teacher_method
-
-    from .data import data_info, load_data, split_for
-    from .step import make_optimizer, train_step
-
-    data = load_data(entry.name, entry.root, entry.options)
-    info = data_info(data)
-    cls = teacher_method("cross-modal")
-    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    method = cls(info, info.rich, cls.Options()).to(dev).train()
-    opt = make_optimizer(method.param_groups(1e-4), 1e-4)
-    bs = min(cfg.train.batch_size, len(split_for(data, 0).train))
-    x = torch.from_numpy(data.modalities[info.rich][:bs]).to(dev)
-    y = torch.from_numpy(data.labels[:bs]).to(dev)
-    times = []
-    for i in range(4):
-        t0 = time.perf_counter()
-        train_step(method, opt, Batch(x={info.rich: x}, y=y), 0, cfg.train.amp and dev.type == "cuda", dev.type)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        if i:
-            times.append(time.perf_counter() - t0)
-    steps = max(1, -(-len(split_for(data, 0).train) // cfg.train.batch_size))
-    return sum(times) / len(times) * steps * 1.15  # + evaluation

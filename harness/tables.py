@@ -377,10 +377,41 @@ def render(table: Table, style: str = "terminal", std: bool = False, compare: bo
     return f"{TITLES[table.number]}\n\n{text}"
 
 
+def _tex(text: str) -> str:
+    return text.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
+
+
 def latex(table: Table, std: bool = False, compare: bool = False) -> str:
-    """A booktabs tabular (the body of a table environment)."""
-    head = header(table, "latex")
-    lines = [r"\begin{tabular}{ll" + "r" * (len(head) - 2) + "}", r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
+    """A booktabs table as the paper sets them: a caption, the data sets as spanning headers over their
+    modality columns (``\cmidrule`` under each), then the rows, grouped by ``\midrule``."""
+    groups: list[tuple[str, int]] = []
+    for d, _ in table.columns:
+        if groups and groups[-1][0] == d:
+            groups[-1] = (d, groups[-1][1] + 1)
+        else:
+            groups.append((d, 1))
+    avg = table.number in AVG_TABLES
+    top = [r"\multicolumn{2}{l}{Method}"] + [rf"\multicolumn{{{n}}}{{c}}{{{_tex(dataset_label(d))}}}" for d, n in groups]
+    rules, start = [], 3
+    for _, n in groups:
+        rules.append(rf"\cmidrule(lr){{{start}-{start + n - 1}}}")
+        start += n
+    sub = []
+    for d, m in table.columns:
+        if table.number == 1:
+            sub.append(f"{(rich_modality(d) or '?').upper()}" + r"$\rightarrow$" + m.upper())
+        else:
+            sub.append(m.upper())
+    what = "mean test weighted F1 (\\%) over seeds" + (r" $\pm$ std (n seeds)" if std else "") + (
+        " / the paper's value (difference)" if compare else "")
+    caption = (_tex(TITLES[table.number].split(": ", 1)[1].split(",")[0]) + f": {what}; arrows against STUDENT of the "
+               "same column, the best distilled value of each column in bold"
+               + ("; ns: not significant against STUDENT (paired t-test, Holm within the column)" if table.number in (1, 2) else ""))
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", rf"\label{{tab:cmkd-table{table.number}}}",
+             r"\begin{tabular}{ll" + "r" * (len(table.columns) + avg) + "}", r"\toprule",
+             " & ".join(top + ([""] if avg else [])) + r" \\",
+             " ".join(rules),
+             " & ".join(["", ""] + sub + (["Avg"] if avg else [])) + r" \\", r"\midrule"]
     previous = None
     for i, row in enumerate(body(table, "latex", std, compare)):
         group = row_group(table.rows[i][0])
@@ -388,7 +419,7 @@ def latex(table: Table, std: bool = False, compare: bool = False) -> str:
             lines.append(r"\midrule")
         previous = group
         lines.append(" & ".join(row) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines)
 
 
@@ -426,7 +457,9 @@ def cost_table(rows: pd.DataFrame) -> pd.DataFrame:
     return g.round(2).reset_index()
 
 
-def plot(table: Table, path: Path) -> Path | None:
+def plot(table: Table, path: Path, published: bool = False) -> Path | None:
+    """Horizontal bars, one panel per data set (methods down the side, one bar per modality column), sized
+    for a printed page whatever the number of columns: 2.4 in per panel, 0.2 in per bar."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -438,24 +471,48 @@ def plot(table: Table, path: Path) -> Path | None:
              if any(table.cells[(k, c)].mean is not None for c in cols)]
     if not cols or not shown:
         return None
-    keys = [k for k, _ in shown]
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(keys) * max(1, len(cols)) / 2), 4.5))
-    width = 0.8 / max(1, len(cols))
-    x = np.arange(len(keys))
-    for j, col in enumerate(cols):
-        cells = [table.cells[(k, col)] for k in keys]
-        # a missing cell is a gap (no bar), never a zero-height bar; whiskers: the 95% t interval
-        present = [i for i, c in enumerate(cells) if c.mean is not None]
-        half = [(cells[i].ci[1] - cells[i].ci[0]) / 2 if cells[i].ci else 0.0 for i in present]
-        ax.bar(x[present] + j * width, [cells[i].mean for i in present], width, yerr=half,
-               capsize=2, alpha=0.9, label=f"{dataset_label(col[0])} {col[1]}")
-    ax.set_xticks(x + width * (len(cols) - 1) / 2)
-    ax.set_xticklabels([name for _, name in shown], rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel("weighted F1 (%): mean over seeds,\nwhiskers: 95% t interval")
-    ax.set_title(TITLES[table.number].split(",")[0])
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside the bars
+    datasets = list(dict.fromkeys(d for d, _ in cols))
+    mods = {d: [m for dd, m in cols if dd == d] for d in datasets}
+    widest = max(len(v) for v in mods.values())
+    fig, axes = plt.subplots(1, len(datasets), sharey=True, squeeze=False,
+                             figsize=(1.4 + 2.4 * len(datasets), 1.4 + 0.2 * len(shown) * widest))
+    y = np.arange(len(shown))
+    seeds = sorted({table.cells[(k, c)].n for k, _ in shown for c in cols if table.cells[(k, c)].mean is not None})
+    for ax, d in zip(axes[0], datasets):
+        h = 0.8 / len(mods[d])
+        for j, m in enumerate(mods[d]):
+            cells = [table.cells[(k, (d, m))] for k, _ in shown]
+            at = y + (j - (len(mods[d]) - 1) / 2) * h
+            # a missing cell is a gap (no bar), never a zero-length bar
+            present = [i for i, c in enumerate(cells) if c.mean is not None]
+            label = f"{(rich_modality(d) or '?').upper()}→{m.upper()}" if table.number == 1 else m.upper()
+            ax.barh(at[present], [cells[i].mean for i in present], h, label=label, alpha=0.9)
+            # whiskers only where an interval exists (two seeds or more): no zero-width caps
+            ci = [i for i in present if cells[i].ci]
+            if ci:
+                lo = [cells[i].mean - cells[i].ci[0] for i in ci]
+                hi = [cells[i].ci[1] - cells[i].mean for i in ci]
+                ax.errorbar([cells[i].mean for i in ci], at[ci], xerr=[lo, hi], fmt="none", ecolor="black",
+                            elinewidth=0.8, capsize=2.5)
+        ax.set_title(dataset_label(d), fontsize=10, pad=20)
+        ax.set_xlim(0, 100)
+        ax.grid(axis="x", alpha=0.3)
+        ax.tick_params(axis="x", labelsize=8)
+        # the legend between the panel's title and its bars: it never hides a bar
+        ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(mods[d]), frameon=False,
+                  handlelength=1.2, borderaxespad=0.2)
+    axes[0][0].set_yticks(y)
+    axes[0][0].set_yticklabels([name for _, name in shown], fontsize=8)
+    axes[0][0].invert_yaxis()  # the table's first row on top
+    n = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+    if published:
+        fig.supxlabel("weighted F1 (%): the paper's published means (no per-seed values, so no intervals)", fontsize=8)
+    else:
+        fig.supxlabel(f"weighted F1 (%): bar = mean over {n} seed(s); whisker = 95% t interval of the mean"
+                      + (" (none with one seed)" if seeds and seeds[0] < 2 else ""), fontsize=8)
+    fig.suptitle(TITLES[table.number].split(",")[0], fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=150)
     plt.close(fig)
     return path
 
@@ -566,7 +623,9 @@ def rows_from_mlflow(uri: str, experiment: str) -> pd.DataFrame:
 
 def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = None, std: bool = False,
                  compare: bool = False, tables: tuple[int, ...] = (1, 2, 3, 4), echo=print,
-                 selection: str = "best-val") -> Path:
+                 selection: str = "best-val", rows_file: bool = True) -> Path:
+    """Tables 1-4 in every format, plots, statistics and costs into ``out``. ``rows_file``: also write the
+    rows as ``results.parquet`` (a benchmark writes its own once, at its root)."""
     out.mkdir(parents=True, exist_ok=True)
     paper = cells_from_paper() if compare else None
     md, tex, missing, mismatches = [], [], [], []
@@ -579,27 +638,41 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
         t = build_table(cells, n, paper)
         echo(render(t, "terminal", std, compare) + "\n")
         md.append(render(t, "markdown", std, compare))
-        tex.append(f"% {TITLES[n]}\n" + latex(t, std, compare))
+        tex.append(latex(t, std, compare))
         wide_frame(t).to_csv(out / f"table{n}.csv")
-        plot(t, out / f"table{n}.png")
+        plot(t, out / f"table{n}.png", published=rows is None)
         gaps = t.missing()
         if gaps:
             missing.append(f"table {n}: {len(gaps)} missing cell(s), e.g. {', '.join(gaps[:3])}")
         mismatches += t.average_mismatches()
+    if compare:
+        with_paper = set(paper.dataset) if paper is not None else set()
+        absent = sorted({d for d in cells.dataset if d not in with_paper and d != PRINTED_AVG[0]}, key=dataset_order)
+        if absent:
+            note = (f"'/ -' in {', '.join(dataset_label(d) for d in absent)} columns: the paper reports no numbers for "
+                    f"{'this data set' if len(absent) == 1 else 'these data sets'} (--compare-paper compares with "
+                    "SUNRGBD, EuroSat-MS-SAR and TRISTAR only)")
+            mismatches_note = [note]
+        else:
+            mismatches_note = []
+    else:
+        mismatches_note = []
     chosen = {"best-val": "at each output's best validation epoch (the protocol)", "last": "at the last epoch",
               "oracle": "at the best test epoch (oracle selection: an upper bound, not a result)"}[selection]
     notes = [f"Cells: mean test weighted F1 (%) over seeds, {chosen}; arrows against STUDENT of the same column; "
              "best distilled result of each column in bold; 'ns': not significant in a paired t-test across seeds "
              f"against STUDENT, Holm-corrected within the column (alpha {ALPHA}); '-': missing. "
              "Per-cell statistics (sample std, n, 95% t interval, p, Holm p, selection gaps): stats.csv."]
+    notes += mismatches_note
     if mismatches:
         notes.append("Avg as printed in the paper; where it differs from the mean of the printed cells: "
                      + "; ".join(mismatches) + " (the paper presumably averaged unrounded values).")
     (out / "tables.md").write_text("\n\n".join(md + notes) + "\n")
-    (out / "tables.tex").write_text("\n\n".join(tex) + "\n")
+    (out / "tables.tex").write_text("% cmkd-bench tables; LaTeX packages: booktabs\n\n" + "\n\n".join(tex) + "\n")
     cells.to_csv(out / "cells.csv", index=False)
     if rows is not None:
-        rows.to_parquet(out / "results.parquet", engine="pyarrow", index=False)
+        if rows_file:
+            rows.to_parquet(out / "results.parquet", engine="pyarrow", index=False)
         st = stats_frame(rows, tables, selection)
         st.to_csv(out / "stats.csv", index=False)
         st.to_parquet(out / "stats.parquet", engine="pyarrow", index=False)
@@ -614,11 +687,11 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
                  + tabulate(ct.values.tolist(), headers=list(ct.columns), tablefmt="simple", floatfmt=".2f") + "\n")
     for m in missing:
         echo(f"missing: {m}")
-    for m in mismatches:
+    for m in mismatches + mismatches_note:
         echo(f"note: {m}")
     return out
 
 
 def write_all_tables(bench_folder: str | Path, echo=print) -> Path:
     rows = load_rows(bench_folder)
-    return write_report(cells_from_results(rows), Path(bench_folder) / "tables", rows, echo=echo)
+    return write_report(cells_from_results(rows), Path(bench_folder) / "tables", rows, echo=echo, rows_file=False)

@@ -208,8 +208,9 @@ class TrialTracker:
         self.client.log_artifacts(self.run_id, str(art))
         self.client.log_artifact(self.run_id, str(folder / "result.json"))
         if log_checkpoints:
-            for path in result.exports.values():
+            for path in result.exports.values():  # each program with its sidecar
                 self.client.log_artifact(self.run_id, path, artifact_path="models")
+                self.client.log_artifact(self.run_id, str(Path(path).with_suffix(".json")), artifact_path="models")
             for key in result.outputs:
                 self.client.log_artifact(self.run_id, str(folder / f"best_{key}.pt"), artifact_path="checkpoints")
         self.client.set_terminated(self.run_id, "FINISHED")

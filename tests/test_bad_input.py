@@ -72,14 +72,17 @@ class TinyNet(nn.Module):
 
 
 def exported(tmp: Path, garbage: bool = False) -> Path:
-    from cmkd.harness.engine import export_model
+    from cmkd.harness.deploy import export_program
 
     path = tmp / "model_depth.pt2"
+    sidecar = {"inputs": [{"modality": "depth", "channels": 1, "image_size": [16, 16], "channel_order": ["depth"],
+                           "normalisation": None}], "class_names": ["a", "b", "c"]}
     if garbage:
         path.write_bytes(b"PK\x03\x04 this is no torch.export program")
+        (tmp / "model_depth.json").write_text(json.dumps(sidecar))
+        np.save(tmp / "x.npy", np.zeros((2, 1, 16, 16), np.float32))  # a right input: the model file is what fails
         return path
-    export_model(TinyNet(), torch.zeros(2, 1, 16, 16), path, {"modality": "depth", "channels": 1, "image_size": [16, 16],
-                                                         "class_names": ["a", "b", "c"]})
+    export_program(TinyNet(), [torch.zeros(2, 1, 16, 16)], path, sidecar)
     np.save(tmp / "x.npy", np.zeros((2, 1, 24, 24), np.float32))
     return path
 
@@ -154,7 +157,7 @@ CASES = [
     ("bench-out-is-file", a_file, ["bench", "--profile", "smoke", "--out", "{}"], "is a file"),
     ("bench-address-word", None, ["bench", "--profile", "smoke", "--out", "{tmp}/b", "--address", "foo"], "--address takes auto, HOST:PORT or ray://HOST:PORT"),
     # predict
-    ("predict-image-size", exported, ["predict", "--model", "{}", "--input", "{tmp}/x.npy"], "the model reads 16 x 16 images (as trained), the array has 24 x 24"),
+    ("predict-image-size", exported, ["predict", "--model", "{}", "--input", "{tmp}/x.npy"], "the model reads 16 x 16 depth images (as trained), the input is 24 x 24"),
     ("predict-garbage-model", lambda t: exported(t, garbage=True), ["predict", "--model", "{}", "--input", "{tmp}/x.npy"], "is not a torch.export program"),
 ]
 

@@ -22,7 +22,7 @@ from helpers import MlflowServer
 
 pytestmark = pytest.mark.ray
 
-SMALL = ["methods=['kdv1', 'mlkd', 'discomkd']", "ablations=['no-adv']", "log_checkpoints=true"]
+SMALL = ["methods=['kdv1', 'mlkd', 'discomkd']", "ablations=['no-adv']", "log_checkpoints=true", "keep_weights='best'"]
 
 
 def _runs(uri: str, experiment: str):
@@ -83,12 +83,37 @@ def test_smoke_benchmark_one_run_and_one_result_per_trial_students_after_teacher
     assert {"confusion_rgb.json", "result.json", "models/model_rgb.pt2"} <= names
     ckpts = {a.path for a in client.list_artifacts(disco.run_id, "checkpoints")}
     assert ckpts == {"checkpoints/best_rgb.pt", "checkpoints/best_depth.pt"}
-    # disk: only teachers keep their weights, no finished trial keeps its resume checkpoint
+    # disk: no finished trial keeps its resume checkpoint; keep_weights = "best" with one seed keeps every cell's
+    # weights (each is its cell's best), listed in models.csv; no sidecar without its program
     runs_dir = tmp_path / "b" / "runs" / "synthetic"
     assert not list(runs_dir.glob("*/*/checkpoint.pt"))
-    kept = {p.parent.parent.name for p in runs_dir.glob("*/*/best_*.pt")}
-    assert kept == {"student-rgb", "student-depth", "teacher-mm"}
-    assert (tmp_path / "b" / "results.parquet").exists()
+    import pandas as pd
+
+    models = pd.read_csv(tmp_path / "b" / "models.csv")
+    outputs = sum(len(r["outputs"]) for r in records)
+    assert len(models) == outputs == len(list(runs_dir.glob("*/*/best_*.pt")))
+    assert set(models[models.why == "teacher"].method) == {"student", "teacher-mm"}
+    for sidecar in runs_dir.glob("*/*/model_*.json"):
+        assert sidecar.with_suffix(".pt2").is_file(), sidecar
+    # a kept benchmark trial exports on its own later (a KD student here)
+    kd = models[(models.method == "kdv1") & (models.scenario == "cross-modal")].iloc[0]
+    assert main(["export", kd.folder, "--out", str(tmp_path / "deploy")]) == 0
+    assert (tmp_path / "deploy" / "model_depth.pt2").is_file() and (tmp_path / "deploy" / "model_depth.json").is_file()
+    # analysis-ready rows: LSKD and ablation apart, the resolved options, one type per column; the per-epoch history
+    df = pd.read_parquet(tmp_path / "b" / "results.parquet")
+    assert {"lskd", "ablation", "variant", "opt.temperature", "opt.lskd", "opt.ablation"} <= set(df.columns)
+    kdv1 = df[df.method == "kdv1"]
+    assert set(kdv1.lskd) == {False, True} and set(kdv1.ablation) == {""} and set(kdv1["opt.temperature"]) == {4.0}
+    assert df[df.method == "student"].lskd.isna().all()  # no LSKD switch: missing, not False
+    assert set(df[df.scenario == "ablation"].ablation) == {"no-adv"}
+    hist = pd.read_parquet(tmp_path / "b" / "history.parquet")
+    assert list(hist.columns[:14]) == ["trial_id", "dataset", "entry", "scenario", "method", "variant", "lskd", "ablation",
+                                       "seed", "output", "epoch", "seconds", "val_f1", "loss"]
+    assert len(hist) == outputs  # smoke: one epoch per trial and output
+    joined = hist.merge(df, left_on=["trial_id", "output"], right_on=["trial_id", "modality"])
+    assert (joined.val_f1_x.round(12) == joined.val_f1_y.round(12)).all()  # one epoch: its val F1 is the best
+    assert "loss.kd" in hist.columns and hist[hist.method == "kdv1"]["loss.kd"].notna().all()
+    assert not (tmp_path / "b" / "tables" / "results.parquet").exists()  # written once, at the benchmark's root
 
 
 def test_a_raising_trial_is_retried_then_failed_and_its_students_skipped(ray_session, tmp_path):
@@ -146,6 +171,11 @@ def test_killed_driver_resumes_every_trial_exactly_once(ray_session, tmp_path):
 
     again = subprocess.run(_bench_cmd(out, extra), capture_output=True, text=True, env=env, timeout=400)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    # the terminal (a pipe here: plain lines) shows cmkd's view; Ray's and Tune's messages are in the log file
+    for noise in ("Connecting to existing Ray cluster", "TensorBoard", "Configuration for experiment", "INFO"):
+        assert noise not in again.stdout + again.stderr, noise
+    assert "Connecting to existing Ray cluster" in (out / "logs" / "driver.log").read_text()
+    assert "trials planned" in again.stdout and "done," in again.stdout and "ETA" in again.stdout
     cfg = load_config("smoke", overrides=[e for e in extra if e != "--set"])
     plan = build_plan(cfg)
     records = {r["trial_id"]: r for r in store.records()}
@@ -227,11 +257,41 @@ def test_changed_config_is_a_new_benchmark(tmp_path):
 
 
 def test_dry_run_prints_the_plan(capsys):
-    assert main(["bench", "--profile", "smoke", "--dry-run", "--set", "epoch_seconds=2.0"]) == 0
+    assert main(["bench", "--profile", "smoke", "--dry-run", "--set", "per_image_ms=2.0"]) == 0
     out = capsys.readouterr().out
     assert "stage 1" in out and "stage 2 (distilled students): 30 trials" in out and "total: 40 trials, 40 trial-epochs" in out
-    assert "CPU-hours" in out
-    assert main(["bench", "--profile", "paper", "--dry-run", "--set", "epoch_seconds=10",
-                 "--set", "datasets=['synthetic']"]) == 0
+    import re
+
+    assert re.search(r"^time: [0-9:]+ wall-clock on \d+ slot\(s\) \(\d+ CPUs here / 1 per trial\)", out, re.M), out
+    assert "CPU-hours" not in out  # no wall time of timed steps dressed up as CPU-hours
+
+
+def test_paper_dry_run_plans_from_declared_sizes_without_data(capsys, tmp_path, monkeypatch):
+    """The planning step the README shows: the paper profile with no data on disk gives counts, trial-epochs and
+    a wall-clock time for the slots asked for, from a stated per-image cost, with its assumptions."""
+    monkeypatch.setenv("CMKD_DATA", str(tmp_path / "no-data-here"))
+    assert main(["bench", "--profile", "paper", "--dry-run", "--gpus", "8", "--set", "per_image_ms=1.0"]) == 0
     out = capsys.readouterr().out
-    assert "total: 200 trials, 60000 trial-epochs" in out and "GPU-hours" in out
+    assert "stage 1 (no teacher: reference and standalone methods): 150 trials" in out
+    assert "stage 2 (distilled students): 450 trials" in out and "total: 600 trials, 180000 trial-epochs" in out
+    time_line = next(line for line in out.splitlines() if line.startswith("time: "))
+    assert "on 8 slot(s) (8 GPU(s) / 1 GPU per trial)" in time_line and "GPU-hours" in time_line
+    assumes = next(line for line in out.splitlines() if line.startswith("assumes: "))
+    for part in ("sunrgbd: 1474 training images (declared 2105 samples, data not on disk)",
+                 "eurosat-ms-sar: 18900 training images (declared 27000 samples", "tristar: 9941 training images",
+                 "stated 1 ms at 224x224"):
+        assert part in assumes
+    # the estimate is the list schedule of those durations: 8 GPUs finish in about an eighth of the trial-hours
+    import re
+
+    wall = time_line.split(" wall-clock")[0][len("time: "):]
+    h, m, s = (int(v) for v in wall.split(":"))
+    trial_h = float(re.search(r"; ([0-9.]+) trial-hours", time_line).group(1))
+    assert trial_h / 8 <= h + m / 60 + s / 3600 <= trial_h / 8 * 1.3
+    # one GPU: everything in sequence
+    assert main(["bench", "--profile", "paper", "--dry-run", "--gpus", "1", "--set", "per_image_ms=1.0"]) == 0
+    one = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("time: "))
+    assert "days wall-clock on 1 slot(s)" in one and f"{trial_h:.2f} trial-hours" in one
+    # --gpus outside a dry run is refused in one line
+    assert main(["bench", "--profile", "smoke", "--gpus", "2", "--out", str(tmp_path / "b")]) == 2
+    assert "--cpus and --gpus size a --dry-run" in capsys.readouterr().err and not (tmp_path / "b").exists()

@@ -143,13 +143,15 @@ def test_predict_cli_prints_the_exported_predictions(tmp_path, capsys):
     data = load_data("synthetic", None, TINY_DATA)
     np.save(tmp_path / "x.npy", data.modalities["depth"][:6])
     assert main(["predict", "--model", res.exports["depth"], "--input", str(tmp_path / "x.npy")]) == 0
-    printed = [int(line.split("\t")[1]) for line in capsys.readouterr().out.strip().splitlines()]
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split("\t") == ["input", "prediction", "class_name"]
+    printed = [int(line.split("\t")[1]) for line in lines[1:]]
     with torch.no_grad():
         expected = torch.export.load(res.exports["depth"]).module()(torch.from_numpy(data.modalities["depth"][:6])).argmax(1)
     assert printed == expected.tolist()
     np.save(tmp_path / "bad.npy", data.modalities["rgb"][:2])
     assert main(["predict", "--model", res.exports["depth"], "--input", str(tmp_path / "bad.npy")]) == 2
-    assert "reads 1 channel" in capsys.readouterr().err
+    assert "reads 1 channel(s) of depth" in capsys.readouterr().err
 
 
 def test_three_modalities_train_end_to_end(tmp_path):

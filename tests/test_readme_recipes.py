@@ -65,7 +65,7 @@ def test_the_method_recipe_lists_trains_and_plans(scratch):
                    "--opt", "reduction=sum", *data)
     assert student.returncode == 0 and "test F1 [depth]" in student.stdout, student.stderr[-1500:]
     plan = cmkd(scratch, "bench", "--profile", "smoke", "--set", "methods=['mykd']", "--set", "ablations=[]",
-                "--dry-run", "--set", "epoch_seconds=1")
+                "--dry-run", "--set", "per_image_ms=1")
     assert plan.returncode == 0 and "mykd (cross-modal)" in plan.stdout and "mykd (multi-modal)" in plan.stdout
 
 

@@ -87,9 +87,15 @@ def test_hand_made_results_render_exactly():
     assert "**71.00 ↑ ns**" in md and "| TEACHER" in md
     tex = latex(t1)
     lines = tex.splitlines()
-    assert lines[0] == r"\begin{tabular}{llr}" and lines[1] == r"\toprule" and lines[-2] == r"\bottomrule"
-    body_rows = [line for line in lines if line.endswith(r"\\")]
-    assert all(line.count("&") == 2 for line in body_rows)
+    # a table environment with a caption, the data set spanning its columns, booktabs rules
+    assert lines[:2] == [r"\begin{table}[t]", r"\centering"] and lines[2].startswith(r"\caption{cross-modal scenario")
+    assert lines[-3:] == [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    start = lines.index(r"\begin{tabular}{llr}")
+    assert lines[start + 1] == r"\toprule"
+    assert lines[start + 2] == r"\multicolumn{2}{l}{Method} & \multicolumn{1}{c}{Synthetic} \\"
+    assert lines[start + 3] == r"\cmidrule(lr){3-3}" and lines[start + 4] == r" &  & RGB$\rightarrow$DEPTH \\"
+    body_rows = [line for line in lines[start + 4:] if line.endswith(r"\\")]  # the second header row on
+    assert len(body_rows) > 3 and all(line.count("&") == 2 for line in body_rows)
     assert r"\textbf{71.00 $\uparrow$$^{\mathrm{ns}}$}" in tex and r"$\rightarrow$" in tex
     t2 = build_table(cells, 2)
     assert t2.cells[("TEACHER", ("synthetic", "rgb"))].mean == 96.0
@@ -178,6 +184,22 @@ def test_paper_cli(tmp_path, capsys):
     assert main(["tables", "--paper", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "Table 3" in out and "w/o L_adv" in out and (tmp_path / "tables.tex").exists()
+    # plots at paper scale stay page-sized: one panel per data set, so the width follows the data sets, not
+    # rows x columns (Table 2 was 5616 px wide); 150 dpi, at most ~8.6 x 8 in
+    from PIL import Image
+
+    for n in (1, 2, 3, 4):
+        w, h = Image.open(tmp_path / f"table{n}.png").size
+        assert w <= 1300 and h <= 1200, (n, w, h)
+
+
+def test_compare_paper_explains_columns_the_paper_has_not(tmp_path):
+    rows = _rows()
+    lines: list[str] = []
+    write_report(cells_from_results(rows), tmp_path / "t", rows, compare=True, echo=lines.append)
+    note = next(line for line in lines if line.startswith("note: "))
+    assert "the paper reports no numbers for this data set" in note and "Synthetic" in note
+    assert note.split("note: ", 1)[1] in (tmp_path / "t" / "tables.md").read_text()
 
 
 # Tables 3 and 4 as printed in the paper (rows in the paper's order, Avg last)
