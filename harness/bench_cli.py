@@ -65,12 +65,13 @@ def kept_note(summary) -> str:
 
     teachers, best = int((models.why == "teacher").sum()), int((models.why == BEST).sum())
     other = len(models) - teachers - best
+    parts = [f"{n} {what}" for n, what in ((teachers, "of teachers"), (best, "of the seed best on validation per table "
+                                                                        "cell"), (other, "more (keep_weights = \"all\")"))
+             if n]
     example = models[models.why == BEST].head(1)
     example = example if len(example) else models.head(1)
-    return (f"weights: {len(models)} kept ({models.megabytes.sum():.0f} MB): {teachers} of teachers, {best} of the seed "
-            f"best on validation per table cell" + (f", {other} more (keep_weights = \"all\")" if other else "")
-            + f"; list: {summary.out_dir / 'models.csv'}\n"
-            f"         deploy one: {example.export.iloc[0]}")
+    return (f"weights: {len(models)} kept ({models.megabytes.sum():.0f} MB): {', '.join(parts)}; list: "
+            f"{summary.out_dir / 'models.csv'}\n         deploy one: {example.export.iloc[0]}")
 
 
 def add_parser(sub) -> None:

@@ -1,5 +1,5 @@
 """What a running benchmark shows: counts, the running trials with their epoch and last validation F1,
-failures, elapsed time and an ETA from measured epoch times.
+failures, elapsed time and an ETA from measured epoch and per-trial times.
 
 :class:`Progress` holds the state, fed by the sweep's Tune callback (trial start, every epoch's report,
 trial end); a view renders it: :class:`LiveView` (a ``rich`` live table on a terminal) or
@@ -41,6 +41,7 @@ class Running:
     epoch: int = 0
     val_f1: dict[str, float] = field(default_factory=dict)
     epoch_s: float | None = None
+    trained_s: float = 0.0  # the reported epochs' seconds: the rest of the trial's time is its fixed cost
 
 
 @dataclass
@@ -61,6 +62,7 @@ class Progress:
         self.ended: dict[str, str] = {}  # trial id -> finished / failed / skipped
         self.started = time.time()
         self.unit_s: dict[str, list[float]] = {}  # data key -> measured seconds per student epoch
+        self.fixed_s: list[float] = []  # per finished trial: its time besides training (start-up, evaluation, files)
         self.last_best = ""
         self._eta: tuple[float, float | None] = (0.0, None)
 
@@ -84,11 +86,14 @@ class Progress:
         run.val_f1 = {k[len("val_f1/"):]: float(v) for k, v in report.items() if k.startswith("val_f1/")}
         if report.get("seconds"):
             run.epoch_s = float(report["seconds"])
+            run.trained_s += run.epoch_s
             self.unit_s.setdefault(p.data, []).append(run.epoch_s / max(p.cost / max(p.epochs, 1), 1e-9))
         self.view.refresh(self)
 
     def end(self, trial: str, status: str, text: str) -> None:
-        self.running.pop(trial, None)
+        run = self.running.pop(trial, None)
+        if run is not None and status == "finished" and run.epoch:
+            self.fixed_s.append(max(0.0, time.time() - run.started - run.trained_s))
         self.ended[trial] = status
         self.view.event(self, text)
         if status == "finished" and self.count("finished") % 10 == 0:
@@ -112,7 +117,9 @@ class Progress:
         return len(self.todo) - len(self.ended) - len(self.running)
 
     def eta(self) -> float | None:
-        """Seconds until the last trial ends (None until an epoch time is measured); recomputed at most every 5 s."""
+        """Seconds until the last trial ends (None until an epoch time is measured): each trial's epochs at the
+        measured seconds per student epoch times its cost, plus the median fixed time of the finished trials;
+        recomputed at most every 5 s."""
         now = time.time()
         if now - self._eta[0] < 5 and self._eta[1] is not None:
             return max(0.0, self._eta[1] - (now - self._eta[0]))
@@ -120,6 +127,7 @@ class Progress:
         if not measured:
             return None
         fallback = statistics.median(measured.values())
+        fixed = statistics.median(self.fixed_s) if self.fixed_s else 0.0
         jobs, started = [], []
         for tid, p in self.todo.items():
             if tid in self.ended:
@@ -127,10 +135,12 @@ class Progress:
             unit = measured.get(p.data, fallback)
             run = self.running.get(tid)
             if run:  # holds a slot now, for what is left of it
-                started.append(Job(tid, p.cost * (1 - run.epoch / max(p.epochs, 1)) * unit))
+                left = p.cost * (1 - run.epoch / max(p.epochs, 1)) * unit
+                spent = max(0.0, time.time() - run.started - run.trained_s)  # of its fixed time, already spent
+                started.append(Job(tid, left + max(0.0, fixed - spent)))
             else:
                 teacher = p.teacher if p.teacher in self.todo and p.teacher not in self.ended else None
-                jobs.append(Job(tid, p.cost * unit, teacher))
+                jobs.append(Job(tid, p.cost * unit + fixed, teacher))
         self._eta = (now, simulate(jobs, self.slots, started=started) if jobs or started else 0.0)
         return self._eta[1]
 

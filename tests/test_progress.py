@@ -32,6 +32,8 @@ def test_counts_come_from_events_and_the_eta_from_measured_epochs(tmp_path):
     assert lines[-1].endswith("finished trial-a") and "1/4 done, 1 running, 2 pending" in lines[-1]
     p.end("b", "failed", "FAILED trial-b")
     assert "1/4 done, 0 running, 2 pending, 1 failed" in lines[-1]
+    # a's time besides its epochs (here: all of it but the reported 1 s, clamped at 0) joins every later trial
+    assert len(p.fixed_s) == 1 and p.fixed_s[0] >= 0
 
 
 def test_the_eta_waits_for_teachers(tmp_path):
@@ -70,3 +72,16 @@ def test_live_view_only_on_an_interactive_terminal(monkeypatch):
     monkeypatch.setenv("CI", "true")
     assert not wants_live(Tty())
     assert clock(3725) == "1:02:05" and clock(65) == "1:05" and clock(None) == "?"
+
+
+def test_the_eta_adds_the_finished_trials_fixed_time(tmp_path):
+    p, _ = _progress(tmp_path)
+    p.start("a")
+    p.start("b")
+    p.epoch("a", {"epoch": 2, "seconds": 1.0})  # 1 s per epoch of cost 1
+    p.running["a"].started -= 3.0  # a took 3 s: 1 s of epochs (reported), 2 s besides (start-up, files)
+    p.end("a", "finished", "finished trial-a")
+    assert p.fixed_s == [pytest.approx(2.0, abs=0.05)]
+    # b running from now: 2 s of epochs + 2 s fixed; c and d 4 s each; 2 slots: b | c, then d after b or c = 8 s
+    p._eta = (0.0, None)
+    assert p.eta() == pytest.approx(8.0, abs=0.1)
