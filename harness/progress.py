@@ -33,6 +33,9 @@ def clock(seconds: float | None) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
+NOTHING_YET = "(no distilled student finished yet)"
+
+
 @dataclass
 class Running:
     name: str
@@ -101,7 +104,7 @@ class Progress:
 
     def say_best(self) -> None:
         best = self.best()
-        if best != self.last_best:  # never the same line twice in a row
+        if best != self.last_best and not best.endswith(NOTHING_YET):  # never the same line twice in a row
             self.last_best = best
             self.view.note(best)
 
@@ -153,7 +156,7 @@ class Progress:
         df = self.store.rows()
         df = df[(df.status == "finished") & df.scenario.isin(["cross-modal", "multi-modal"])]
         if df.empty:
-            return "best distilled so far: (no distilled student finished yet)"
+            return "best distilled so far: " + NOTHING_YET
         df = df.assign(dataset=[data_key(d, e) for d, e in zip(df.dataset, df.entry)])
         g = df.groupby(["dataset", "scenario", "modality", "method", "variant"]).test_f1.mean().reset_index()
         parts = []
@@ -176,7 +179,7 @@ class PlainView:
         self.last = time.time()
 
     def event(self, progress: Progress, text: str) -> None:
-        self.say(f"[{clock(progress.elapsed):>7} | {progress.headline()}] {text}")
+        self.say(f"[{progress.headline()}] {text}")
         self.last = time.time()
 
     def note(self, text: str) -> None:
@@ -186,7 +189,7 @@ class PlainView:
         if time.time() - self.last >= self.interval and progress.running:
             self.last = time.time()
             runs = "; ".join(f"{r.name} epoch {r.epoch}/{r.epochs} (val F1 {_f1(r)})" for r in progress.running.values())
-            self.say(f"[{clock(progress.elapsed):>7} | {progress.headline()}] running: {runs}")
+            self.say(f"[{progress.headline()}] running: {runs}")
 
     def close(self, progress: Progress) -> None:
         pass
