@@ -56,6 +56,7 @@ class Planned:
     epochs: int
     data: str  # the data-set entry's key: epoch times are measured per entry
     teacher: str | None = None
+    method: str = ""  # epoch times are also kept per (entry, method): a method's own time beats its declared cost
 
 
 class Progress:
@@ -65,6 +66,7 @@ class Progress:
         self.ended: dict[str, str] = {}  # trial id -> finished / failed / skipped
         self.started = time.time()
         self.unit_s: dict[str, list[float]] = {}  # data key -> measured seconds per student epoch
+        self.method_s: dict[tuple[str, str], list[float]] = {}  # (data key, method) -> measured seconds per epoch
         self.fixed_s: list[float] = []  # per finished trial: its time besides training (start-up, evaluation, files)
         self.last_best = ""
         self._eta: tuple[float, float | None] = (0.0, None)
@@ -91,6 +93,7 @@ class Progress:
             run.epoch_s = float(report["seconds"])
             run.trained_s += run.epoch_s
             self.unit_s.setdefault(p.data, []).append(run.epoch_s / max(p.cost / max(p.epochs, 1), 1e-9))
+            self.method_s.setdefault((p.data, p.method), []).append(run.epoch_s)
         self.view.refresh(self)
 
     def end(self, trial: str, status: str, text: str) -> None:
@@ -120,9 +123,10 @@ class Progress:
         return len(self.todo) - len(self.ended) - len(self.running)
 
     def eta(self) -> float | None:
-        """Seconds until the last trial ends (None until an epoch time is measured): each trial's epochs at the
-        measured seconds per student epoch times its cost, plus the median fixed time of the finished trials;
-        recomputed at most every 5 s."""
+        """Seconds until the last trial ends (None until an epoch time is measured): each trial's epochs at its
+        method's measured epoch time on that data (or, before one is measured, the measured seconds per student
+        epoch times the method's declared cost), plus the median fixed time of the finished trials; recomputed
+        at most every 5 s."""
         now = time.time()
         if now - self._eta[0] < 5 and self._eta[1] is not None:
             return max(0.0, self._eta[1] - (now - self._eta[0]))
@@ -131,19 +135,21 @@ class Progress:
             return None
         fallback = statistics.median(measured.values())
         fixed = statistics.median(self.fixed_s) if self.fixed_s else 0.0
+        per_method = {k: statistics.median(v) for k, v in self.method_s.items() if v}
         jobs, started = [], []
         for tid, p in self.todo.items():
             if tid in self.ended:
                 continue
-            unit = measured.get(p.data, fallback)
+            # seconds per epoch: this method's own on this entry once measured, else its declared cost x the unit
+            epoch = per_method.get((p.data, p.method), p.cost / max(p.epochs, 1) * measured.get(p.data, fallback))
             run = self.running.get(tid)
             if run:  # holds a slot now, for what is left of it
-                left = p.cost * (1 - run.epoch / max(p.epochs, 1)) * unit
+                left = (p.epochs - run.epoch) * epoch
                 spent = max(0.0, time.time() - run.started - run.trained_s)  # of its fixed time, already spent
                 started.append(Job(tid, left + max(0.0, fixed - spent)))
             else:
                 teacher = p.teacher if p.teacher in self.todo and p.teacher not in self.ended else None
-                jobs.append(Job(tid, p.cost * unit + fixed, teacher))
+                jobs.append(Job(tid, p.epochs * epoch + fixed, teacher))
         self._eta = (now, simulate(jobs, self.slots, started=started) if jobs or started else 0.0)
         return self._eta[1]
 

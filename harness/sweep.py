@@ -264,8 +264,8 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
     todo = [p for p in plan if p.trial_id not in done]
     slots = cfg.max_concurrent or cluster_slots(cfg)
     cost = costs(todo)
-    progress = Progress({p.trial_id: Planned(p.name, cost[p.trial_id], p.spec.train.epochs, p.data_key, p.teacher_id)
-                         for p in todo}, store, slots, view)
+    progress = Progress({p.trial_id: Planned(p.name, cost[p.trial_id], p.spec.train.epochs, p.data_key, p.teacher_id,
+                                             p.spec.method) for p in todo}, store, slots, view)
     if todo and address:  # on a cluster: every node must see this folder and the data before anything starts
         from .preflight import check_nodes
 

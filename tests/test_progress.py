@@ -90,3 +90,15 @@ def test_the_eta_adds_the_finished_trials_fixed_time(tmp_path):
     # b running from now: 2 s of epochs + 2 s fixed; c and d 4 s each; 2 slots: b | c, then d after b or c = 8 s
     p._eta = (0.0, None)
     assert p.eta() == pytest.approx(8.0, abs=0.1)
+
+
+def test_a_methods_own_epoch_time_replaces_its_declared_cost(tmp_path):
+    lines: list[str] = []
+    todo = {"a": Planned("a", cost=4.0, epochs=2, data="d", method="heavy"),  # declared: 2 student epochs per epoch
+            "b": Planned("b", cost=4.0, epochs=2, data="d", method="heavy"),
+            "s": Planned("s", cost=2.0, epochs=2, data="d", method="student")}
+    p = Progress(todo, ResultsStore(tmp_path / "results"), 1, PlainView(lines.append))
+    p.start("a")
+    p.epoch("a", {"epoch": 1, "seconds": 3.0})  # heavy: 3 s per epoch measured; the unit: 1.5 s per student epoch
+    # one slot: a has 1 epoch left (3 s), b 2 x 3 s (its own measured time), s 2 x 1.5 s (cost x unit) = 12 s
+    assert p.eta() == pytest.approx(12.0, abs=0.05)
