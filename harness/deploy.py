@@ -195,9 +195,6 @@ def export_trial(folder: str | Path, keys: list[str] | None = None, out: str | P
         raise UserError(f"{folder} holds no finished trial (no {RESULT_FILE}): finish it first (run the same command again)")
     result = read_json(folder / RESULT_FILE)
     spec = TrialSpec.from_dict(read_json(folder / SPEC_FILE)["spec"])
-    from .plugins import load_plugins
-
-    load_plugins()
     if "deploy" not in result:
         from .data import load_data
 

@@ -22,16 +22,21 @@ from .errors import UserError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy")
 
 
+def require_model(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no model file {path}; exported models are the model_<output>.pt2 files of a trial folder "
+                        "(cmkd export TRIAL_DIR writes them)")
+    return path
+
+
 def load_exported(path: str | Path):
     import logging
     import warnings
 
     import torch
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"no model file {path}; exported models are the model_<output>.pt2 files of a trial folder "
-                        "(cmkd export TRIAL_DIR writes them)")
+    path = require_model(path)
     quiet = logging.getLogger("torch")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # torch logs a traceback-looking warning for a foreign file
@@ -158,9 +163,7 @@ def _inputs_by_modality(given: list[str], specs: list[dict]) -> dict[str, str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    model_path = Path(args.model)
-    if not model_path.is_file():
-        load_exported(model_path)  # the one-line "no model file" error
+    model_path = require_model(args.model)
     meta = read_sidecar(model_path)
     specs = meta["inputs"]
     paths = _inputs_by_modality(args.input, specs)

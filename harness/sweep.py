@@ -227,12 +227,11 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | No
     check_address(address)
     with FolderLock(folder, "bench") as lock, contextlib.ExitStack() as stack:
         term = stack.enter_context(terminal_to_log(folder / "logs" / "driver.log")) if quiet else sys.stdout
-        if say is None:
-            view = LiveView(term) if wants_live(term) else PlainView(lambda text: print(text, file=term, flush=True))
-        else:
-            view = PlainView(say)
+        live = say is None and wants_live(term)  # a caller's own line printer always gets plain lines
+        say = say or (lambda text: print(text, file=term, flush=True))
+        view = LiveView(term) if live else PlainView(say)
         stack.callback(lambda: view.close(None))
-        line = view.say if isinstance(view, LiveView) else (say or (lambda text: print(text, file=term, flush=True)))
+        line = view.say if isinstance(view, LiveView) else say
         if quiet:
             line(f"Ray, Tune and MLflow messages: {folder / 'logs' / 'driver.log'}")
         try:

@@ -647,25 +647,18 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
         if gaps:
             missing.append(f"table {n}: {len(gaps)} missing cell(s), e.g. {', '.join(gaps[:3])}")
         mismatches += t.average_mismatches()
-    if compare:
-        with_paper = set(paper.dataset) if paper is not None else set()
-        absent = sorted({d for d in cells.dataset if d not in with_paper and d != PRINTED_AVG[0]}, key=dataset_order)
-        if absent:
-            note = (f"'/ -' in {', '.join(dataset_label(d) for d in absent)} columns: the paper reports no numbers for "
-                    f"{'this data set' if len(absent) == 1 else 'these data sets'} (--compare-paper compares with "
-                    "SUNRGBD, EuroSat-MS-SAR and TRISTAR only)")
-            mismatches_note = [note]
-        else:
-            mismatches_note = []
-    else:
-        mismatches_note = []
+    absent = sorted({d for d in cells.dataset if paper is not None and d not in set(paper.dataset)
+                     and d != PRINTED_AVG[0]}, key=dataset_order)
+    no_paper = [f"'/ -' in {', '.join(dataset_label(d) for d in absent)} columns: the paper reports no numbers for "
+                f"{'this data set' if len(absent) == 1 else 'these data sets'} (--compare-paper compares with "
+                "SUNRGBD, EuroSat-MS-SAR and TRISTAR only)"] if absent else []
     chosen = {"best-val": "at each output's best validation epoch (the protocol)", "last": "at the last epoch",
               "oracle": "at the best test epoch (oracle selection: an upper bound, not a result)"}[selection]
     notes = [f"Cells: mean test weighted F1 (%) over seeds, {chosen}; arrows against STUDENT of the same column; "
              "best distilled result of each column in bold; 'ns': not significant in a paired t-test across seeds "
              f"against STUDENT, Holm-corrected within the column (alpha {ALPHA}); '-': missing. "
              "Per-cell statistics (sample std, n, 95% t interval, p, Holm p, selection gaps): stats.csv."]
-    notes += mismatches_note
+    notes += no_paper
     if mismatches:
         notes.append("Avg as printed in the paper; where it differs from the mean of the printed cells: "
                      + "; ".join(mismatches) + " (the paper presumably averaged unrounded values).")
@@ -689,7 +682,7 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
                  + tabulate(ct.values.tolist(), headers=list(ct.columns), tablefmt="simple", floatfmt=".2f") + "\n")
     for m in missing:
         echo(f"missing: {m}")
-    for m in mismatches + mismatches_note:
+    for m in mismatches + no_paper:
         echo(f"note: {m}")
     return out
 

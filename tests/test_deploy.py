@@ -155,3 +155,37 @@ def test_predict_reads_folders_of_images_and_applies_the_sidecars_normalisation(
     np.save(tmp_path / "x.npy", raw)
     assert main(["predict", "--model", str(path), "--input", str(tmp_path / "x.npy")]) == 2
     assert "has no sidecar model_depth.json" in capsys.readouterr().err
+
+
+def test_export_and_predict_refuse_bad_input_in_one_line(tmp_path, capsys):
+    res = run_trial(tiny_spec(epochs=1), runs_root=tmp_path / "runs", keep_weights=True)
+    folder = Path(res.out_dir)
+
+    def err(args) -> str:
+        assert main(args) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("cmkd: error: "), lines
+        return lines[0]
+
+    capsys.readouterr()
+    assert "is not a trial folder (no spec.json)" in err(["export", str(tmp_path)])
+    assert "has no output 'depth'; its outputs: rgb" in err(["export", str(folder), "--output", "depth"])
+    (folder / "best_rgb.pt").unlink()  # what keep_weights = "best" does to a cell's other seeds
+    assert "keeps no best weights of output 'rgb'" in err(["export", str(folder)])
+    (folder / "result.json").rename(folder / "result.json.bak")
+    assert "holds no finished trial (no result.json)" in err(["export", str(folder)])
+    assert not list(folder.glob("model_*"))  # nothing half-written
+    # predict: a folder without images, images of different sizes
+    from cmkd.harness.deploy import export_program
+
+    model = tmp_path / "m" / "model_depth.pt2"
+    export_program(Classifier(1, 3), [torch.zeros(2, 1, 16, 16)], model, {
+        "inputs": [{"modality": "depth", "channels": 1, "image_size": [16, 16], "normalisation": None}],
+        "class_names": ["a", "b", "c"]})
+    (tmp_path / "empty").mkdir()
+    assert "holds no image" in err(["predict", "--model", str(model), "--input", str(tmp_path / "empty")])
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(mixed / "a.png")
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(mixed / "b.png")
+    assert "the images differ in shape" in err(["predict", "--model", str(model), "--input", str(mixed)])
