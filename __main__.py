@@ -1,3 +1,3 @@
-from cmkd.harness.cli import entry
+from cmkd.harness.cli.main import entry
 
 entry()

@@ -27,26 +27,26 @@ from pathlib import Path
 
 
 def analyse(folder: Path, wall: float) -> None:
-    from cmkd.harness.results import ResultsStore
+    from cmkd.results.store import ResultsStore
 
     cfg = json.loads((folder / "bench.json").read_text())["config"]
     slots = max(1, int(os.cpu_count() // cfg["resources"]["cpus_per_trial"]))
-    recs = [r for r in ResultsStore(folder / "results").records() if r["status"] == "finished" and "started_at" in r]
+    recs = [r for r in ResultsStore(folder / "results").records() if r.status == "finished" and r.started_at is not None]
     if not recs:
         raise SystemExit(f"{folder}: no finished trial with timings (run by this version of cmkd)")
-    train = sum(r["train_time_s"] for r in recs)
-    epochs = sum(r["wall_time_s"] for r in recs)
-    ckpt = sum(r["checkpoint_s"] for r in recs)
-    jobs = [r["ended_at"] - r["started_at"] for r in recs]
-    fixed = sorted(j - r["wall_time_s"] - r["checkpoint_s"] for j, r in zip(jobs, recs))
-    worst_ckpt = max(recs, key=lambda r: r["checkpoint_s"] / r["train_time_s"])
+    train = sum(r.train_time_s for r in recs)
+    epochs = sum(r.wall_time_s for r in recs)
+    ckpt = sum(r.checkpoint_s for r in recs)
+    jobs = [r.ended_at - r.started_at for r in recs]
+    fixed = sorted(j - r.wall_time_s - r.checkpoint_s for j, r in zip(jobs, recs))
+    worst_ckpt = max(recs, key=lambda r: r.checkpoint_s / r.train_time_s)
     ideal = train / slots
     print(f"{folder}: {len(recs)} trials on {slots} slots, wall {wall:.0f} s ({wall / 60:.1f} min)")
     print(f"  sum of pure training time / slots: {ideal:8.0f} s   wall / that = {wall / ideal:.3f}  (target <= 1.25)")
     print(f"  per-trial fixed cost (job - epochs - checkpoints): median {statistics.median(fixed):.2f} s, "
           f"90th percentile {fixed[int(0.9 * (len(fixed) - 1))]:.2f} s, max {fixed[-1]:.2f} s  (target < 1 s)")
     print(f"  checkpoint writing / training: {100 * ckpt / train:.2f}% overall, worst trial "
-          f"{100 * worst_ckpt['checkpoint_s'] / worst_ckpt['train_time_s']:.2f}% ({worst_ckpt['name']})  (target <= 5%)")
+          f"{100 * worst_ckpt.checkpoint_s / worst_ckpt.train_time_s:.2f}% ({worst_ckpt.name})  (target <= 5%)")
     print(f"  evaluation / training: {100 * (epochs - train) / train:.1f}%")
     print(f"  slot use: sum of job walls / (slots x wall) = {sum(jobs) / (slots * wall):.3f}")
 

@@ -29,10 +29,10 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from cmkd.harness.bench_config import load_config
-from cmkd.harness.results import ResultsStore
-from cmkd.harness.stats import ALPHA, paired_p, t_interval
-from cmkd.harness.sweep import run_bench
+from cmkd.harness.sweep.bench_config import load_config
+from cmkd.harness.sweep.tune import run_bench
+from cmkd.results.stats import ALPHA, paired_p, t_interval
+from cmkd.results.store import ResultsStore
 
 
 def gains(rows: pd.DataFrame, methods: list[str]) -> pd.DataFrame:

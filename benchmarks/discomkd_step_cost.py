@@ -16,13 +16,13 @@ import subprocess
 import sys
 
 import torch
+from timing import timed_step
 
 from cmkd.datasets import get_dataset
-from cmkd.harness.data import data_info
-from cmkd.harness.step import make_optimizer
+from cmkd.harness.engine.data import data_info
+from cmkd.harness.engine.step import make_optimizer
 from cmkd.methods import get_method
 from cmkd.methods.backbones import FusionClassifier
-from timing import timed_step
 
 
 def build(kind: str, info, dev):

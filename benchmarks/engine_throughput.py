@@ -16,8 +16,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from cmkd.harness.config import TrainConfig, TrialSpec
-from cmkd.harness.engine import Engine, prepare
+from cmkd.harness.engine.spec import TrainConfig, TrialSpec
+from cmkd.harness.engine.trial import Engine, prepare
 from cmkd.methods.backbones import Classifier
 
 

@@ -24,9 +24,9 @@ import time
 import torch
 
 from cmkd.datasets import get_dataset
-from cmkd.harness.augment import augment
-from cmkd.harness.data import data_info
-from cmkd.harness.step import make_optimizer, nhwc, optimise, train_step
+from cmkd.harness.engine.augment import augment
+from cmkd.harness.engine.data import data_info
+from cmkd.harness.engine.step import make_optimizer, nhwc, optimise, train_step
 from cmkd.methods import Batch, get_method
 from cmkd.methods.backbones import Classifier
 

@@ -16,13 +16,13 @@ import argparse
 import statistics
 
 import torch
+from timing import timed_step
 
 from cmkd.datasets import get_dataset
-from cmkd.harness.data import data_info
-from cmkd.harness.step import make_optimizer
+from cmkd.harness.engine.data import data_info
+from cmkd.harness.engine.step import make_optimizer
 from cmkd.methods import get_method
 from cmkd.methods.backbones import Classifier
-from timing import timed_step
 
 STUDENTS = ["kdv1", "kdv2", "dkd", "ctkd", "mlkd", "mlkd-discomkd-code", "fitnets", "rkd", "crd", "c2kd"]
 #: each run's step-time target relative to the student's (the KD family's 1.4x unless listed)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from cmkd.harness.bench_config import load_config
-from cmkd.harness.plan import build_plan, costs
-from cmkd.harness.schedule import Job, simulate
+from cmkd.harness.sweep.bench_config import load_config
+from cmkd.harness.sweep.plan import build_plan, costs
+from cmkd.harness.sweep.schedule import Job, simulate
 
 
 def paper_jobs(profile: str) -> list[Job]:

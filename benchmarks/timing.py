@@ -6,8 +6,8 @@ import time
 
 import torch
 
-from cmkd.harness.augment import augment, strong_augment
-from cmkd.harness.step import train_step
+from cmkd.harness.engine.augment import augment, strong_augment
+from cmkd.harness.engine.step import train_step
 from cmkd.methods import Batch
 
 

@@ -5,24 +5,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from cmkd.errors import UserError, check_value, unknown
+from cmkd.errors import UserError, check_value
+from cmkd.registry import Registry
 
 from .base import MultiModalData
 
-DATASETS: dict[str, type["DatasetAdapter"]] = {}
-
-
-def register_dataset(name: str):
-    """Class decorator: make an adapter available to the CLI and the sweep under ``name``."""
-
-    def deco(cls: type[DatasetAdapter]) -> type[DatasetAdapter]:
-        if name in DATASETS:
-            raise ValueError(f"data set {name!r} registered twice")
-        cls.name = name
-        DATASETS[name] = cls
-        return cls
-
-    return deco
+#: adapters by name; ``@register_dataset(name)`` makes one available to the CLI and the sweep
+DATASETS: Registry[type["DatasetAdapter"]] = Registry("data set")
+register_dataset = DATASETS.register
 
 
 class DatasetAdapter(ABC):
@@ -95,6 +85,4 @@ class DatasetAdapter(ABC):
 
 
 def get_dataset(name: str, root: str | None = None, **options: Any) -> DatasetAdapter:
-    if name not in DATASETS:
-        raise unknown("data set", name, DATASETS)
-    return DATASETS[name](root=root, **options)
+    return DATASETS.lookup(name)(root=root, **options)

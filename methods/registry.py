@@ -1,29 +1,15 @@
-"""Registry of methods: a dict filled by a decorator (as timm's ``register_model``)."""
+"""Registry of methods: the generic :class:`cmkd.registry.Registry`, filled by ``@register_method``."""
 
 from __future__ import annotations
 
-from cmkd.errors import UserError, unknown
+from cmkd.errors import UserError
+from cmkd.registry import Registry
 
 from .base import Method
 
-METHODS: dict[str, type[Method]] = {}
-
-
-def register_method(name: str):
-    def deco(cls: type[Method]) -> type[Method]:
-        if name in METHODS:
-            raise ValueError(f"method {name!r} registered twice")
-        cls.name = name
-        METHODS[name] = cls
-        return cls
-
-    return deco
-
-
-def get_method(name: str) -> type[Method]:
-    if name not in METHODS:
-        raise unknown("method", name, METHODS)
-    return METHODS[name]
+METHODS: Registry[type[Method]] = Registry("method")
+register_method = METHODS.register
+get_method = METHODS.lookup
 
 
 def teacher_method(kind: str) -> type[Method]:

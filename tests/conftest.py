@@ -1,8 +1,13 @@
 """Shared fixtures."""
 
+import helpers  # noqa: F401  (sets the offline environment variables first)
 import pytest
 
-import helpers  # noqa: F401  (sets the offline environment variables first)
+from cmkd.plugins import load_plugins
+
+# methods and data sets of $CMKD_PLUGINS join the registries before the tests are collected, so the
+# registry-parametrised contract tests (test_registry_contract.py) check them too
+load_plugins()
 
 
 @pytest.fixture
@@ -15,9 +20,10 @@ def teachers(tmp_path_factory):
     """A runs folder holding a finished cross-modal and multi-modal teacher for the tiny synthetic data
     (seed 0, two epochs), trained once per test session: a new KD method's test passes it as
     ``run_trial(tiny_spec(method=..., modality="depth", scenario="cross-modal"), runs_root=teachers)``."""
-    from cmkd.harness.engine import run_trial
-    from cmkd.methods import teacher_method
     from helpers import tiny_spec
+
+    from cmkd.harness.engine.trial import run_trial
+    from cmkd.methods import teacher_method
 
     root = tmp_path_factory.mktemp("teachers")
     cross, multi = teacher_method("cross-modal"), teacher_method("multi-modal")
@@ -31,7 +37,7 @@ def ray_session():
     """One local Ray instance for the whole suite (2 CPUs); drivers started by tests join it (--address auto)."""
     import ray
 
-    from cmkd.harness.sweep import WORKER_ENV
+    from cmkd.harness.sweep.tune import WORKER_ENV
 
     if ray.is_initialized():
         ray.shutdown()

@@ -8,7 +8,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
-from cmkd.harness.config import TrainConfig, TrialSpec  # noqa: E402
+from cmkd.harness.engine.spec import TrainConfig, TrialSpec  # noqa: E402
 
 TINY_DATA = {"n_samples": 120, "image_size": 16}
 
@@ -30,8 +30,8 @@ def method_with_teacher(runs_root, name: str, scenario: str = "cross-modal", mod
     import torch
 
     from cmkd.datasets import make_split
-    from cmkd.harness.data import data_info, load_data
-    from cmkd.harness.teachers import load_teacher
+    from cmkd.harness.engine.data import data_info, load_data
+    from cmkd.harness.engine.teachers import load_teacher
     from cmkd.methods import get_method
 
     data = load_data("synthetic", None, TINY_DATA)

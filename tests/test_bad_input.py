@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_DATA
 from torch import nn
 
-from cmkd.harness.cli import main
-from helpers import TINY_DATA
+from cmkd.harness.cli.main import main
 
 SYN = ["--dataset", "synthetic", "--data-opt", f"n_samples={TINY_DATA['n_samples']}",
        "--data-opt", f"image_size={TINY_DATA['image_size']}"]
@@ -72,7 +72,7 @@ class TinyNet(nn.Module):
 
 
 def exported(tmp: Path, garbage: bool = False) -> Path:
-    from cmkd.harness.deploy import export_program
+    from cmkd.harness.engine.deploy import export_program
 
     path = tmp / "model_depth.pt2"
     sidecar = {"inputs": [{"modality": "depth", "channels": 1, "image_size": [16, 16], "channel_order": ["depth"],

@@ -11,14 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-
-from cmkd.harness.bench_config import load_config
-from cmkd.harness.cli import main
-from cmkd.harness.errors import UserError
-from cmkd.harness.plan import build_plan
-from cmkd.harness.results import ResultsStore
-from cmkd.harness.sweep import resolve_device, run_bench
 from helpers import MlflowServer
+
+from cmkd.errors import UserError
+from cmkd.harness.cli.main import main
+from cmkd.harness.sweep.bench_config import load_config
+from cmkd.harness.sweep.plan import build_plan
+from cmkd.harness.sweep.tune import resolve_device, run_bench
+from cmkd.results.store import ResultsStore
 
 pytestmark = pytest.mark.ray
 
@@ -39,7 +39,7 @@ def test_smoke_benchmark_one_run_and_one_result_per_trial_students_after_teacher
     assert summary.finished == summary.planned == len(plan) and summary.failed == 0
     store = ResultsStore(tmp_path / "b" / "results")
     records = store.records()
-    assert sorted(r["trial_id"] for r in records) == sorted(p.trial_id for p in plan)
+    assert sorted(r.trial_id for r in records) == sorted(p.trial_id for p in plan)
     runs = _runs(summary.tracking_uri, summary.experiment)
     assert len(runs) == len(plan) and set(runs["status"]) == {"FINISHED"}
     assert sorted(runs["tags.trial_id"]) == sorted(p.trial_id for p in plan)
@@ -66,16 +66,16 @@ def test_smoke_benchmark_one_run_and_one_result_per_trial_students_after_teacher
     # no stage barrier: every distilled student started after its own teacher had ended (in MLflow and in the
     # workers' own clocks), and some started while stage 1 was still running
     by_trial = runs.set_index("tags.trial_id")
-    rec = {r["trial_id"]: r for r in records}
+    rec = {r.trial_id: r for r in records}
     for p in plan:
         if p.teacher_id:
             assert by_trial.loc[p.trial_id, "start_time"] >= by_trial.loc[p.teacher_id, "end_time"], p.name
-            assert rec[p.trial_id]["started_at"] >= rec[p.teacher_id]["ended_at"], p.name
-    stage1_over = max(rec[p.trial_id]["ended_at"] for p in plan if p.stage == 1)
-    early = [p.name for p in plan if p.stage == 2 and rec[p.trial_id]["started_at"] < stage1_over]
+            assert rec[p.trial_id].started_at >= rec[p.teacher_id].ended_at, p.name
+    stage1_over = max(rec[p.trial_id].ended_at for p in plan if p.stage == 1)
+    early = [p.name for p in plan if p.stage == 2 and rec[p.trial_id].started_at < stage1_over]
     assert early, "every student waited for the whole of stage 1"
     # every slot gets a trial (a custom Tune searcher gets one pending trial at a time unless told the slots)
-    spans = sorted((r["started_at"], r["ended_at"]) for r in records)
+    spans = sorted((r.started_at, r.ended_at) for r in records)
     assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), "trials never ran side by side"
     # artifacts: confusion matrices and DisCoM-KD's exported models
     disco = runs[(runs["tags.method"] == "discomkd") & (runs["tags.variant"] == "")].iloc[0]
@@ -90,7 +90,7 @@ def test_smoke_benchmark_one_run_and_one_result_per_trial_students_after_teacher
     import pandas as pd
 
     models = pd.read_csv(tmp_path / "b" / "models.csv")
-    outputs = sum(len(r["outputs"]) for r in records)
+    outputs = sum(len(r.outputs) for r in records)
     assert len(models) == outputs == len(list(runs_dir.glob("*/*/best_*.pt")))
     assert set(models[models.why == "teacher"].method) == {"student", "teacher-mm"}
     for sidecar in runs_dir.glob("*/*/model_*.json"):
@@ -121,7 +121,7 @@ def test_a_raising_trial_is_retried_then_failed_and_its_students_skipped(ray_ses
                                           "ablations=[]", "max_failures=1"])
     summary = run_bench(cfg, out=tmp_path / "b", say=lambda s: None, inject_failure="teacher-mm")
     store = ResultsStore(tmp_path / "b" / "results")
-    recs = {r["name"]: r for r in store.records()}
+    recs = {r.name: r.to_dict() for r in store.records()}
     failed = recs["synthetic-teacher-mm-s0"]
     assert failed["status"] == "failed" and failed["attempts"] == 2 and "injected failure" in failed["error"]
     skipped = [r for r in recs.values() if r["status"] == "skipped"]
@@ -130,6 +130,42 @@ def test_a_raising_trial_is_retried_then_failed_and_its_students_skipped(ray_ses
     assert {r["method"] for r in finished} == {"student", "kdv1"} and summary.finished == len(finished)
     runs = _runs(summary.tracking_uri, summary.experiment)
     assert set(runs[runs["tags.method"] == "teacher-mm"]["status"]) == {"FAILED"}
+
+
+USER_ERROR_PLUGIN = """
+from cmkd.errors import UserError
+from cmkd.methods.registry import register_method
+from cmkd.methods.kd import KDv1
+
+
+@register_method("refuses-data")
+class RefusesData(KDv1):
+    # a distilled student that refuses its training split: bad input, the same on every attempt
+
+    def on_train_split(self, labels):
+        raise UserError("refuses-data: this split is refused (a user error)")
+"""
+
+
+def test_a_trial_failing_with_a_user_error_is_not_retried(ray_session, tmp_path):
+    """Bad input fails every attempt the same way: the trial is recorded as failed after one attempt, with
+    its one-line error, and Tune spends no retry on it (before: max_failures retries, each logged)."""
+    from cmkd.methods import METHODS
+
+    plugin = tmp_path / "refuses.py"
+    plugin.write_text(USER_ERROR_PLUGIN)
+    cfg = load_config("smoke", overrides=["methods=['refuses-data']", "scenarios=['cross-modal']", "ablations=[]",
+                                          "max_failures=2", f"plugins=['{plugin}']"])
+    lines = []
+    try:
+        summary = run_bench(cfg, out=tmp_path / "b", say=lines.append)
+    finally:
+        METHODS.unregister("refuses-data")
+    recs = [r for r in ResultsStore(tmp_path / "b" / "results").records() if r.method == "refuses-data"]
+    assert recs and all(r.status == "failed" and r.attempts == 1 for r in recs), [(r.status, r.attempts) for r in recs]
+    assert all(r.error == "UserError: refuses-data: this split is refused (a user error)" for r in recs)
+    assert summary.failed == len(recs) and summary.finished == summary.planned - len(recs)
+    assert any("FAILED" in line and "not retried: bad input" in line for line in lines), lines
 
 
 def _bench_cmd(out: Path, extra: list[str]) -> list[str]:
@@ -165,7 +201,7 @@ def test_killed_driver_resumes_every_trial_exactly_once(ray_session, tmp_path):
     proc.wait()
     time.sleep(1.0)
     store = ResultsStore(out / "results")
-    before = {r["trial_id"]: r["written_at"] for r in store.records() if r["status"] == "finished"}
+    before = {r.trial_id: r.written_at for r in store.records() if r.status == "finished"}
     interrupted = {tid: e for tid, e in snapshot.items() if tid not in before and 0 < e < 4}
     assert interrupted, "no trial was caught mid-training"
 
@@ -178,7 +214,7 @@ def test_killed_driver_resumes_every_trial_exactly_once(ray_session, tmp_path):
     assert "trials planned" in again.stdout and "done," in again.stdout and "ETA" in again.stdout
     cfg = load_config("smoke", overrides=[e for e in extra if e != "--set"])
     plan = build_plan(cfg)
-    records = {r["trial_id"]: r for r in store.records()}
+    records = {r.trial_id: r.to_dict() for r in store.records()}
     assert sorted(records) == sorted(p.trial_id for p in plan)
     assert all(r["status"] == "finished" for r in records.values())
     for tid, stamp in before.items():  # finished before the kill: not run again
@@ -248,7 +284,7 @@ def test_gpu_fraction_without_gpus_is_refused_unless_asked():
 
 
 def test_changed_config_is_a_new_benchmark(tmp_path):
-    from cmkd.harness.sweep import claim_bench
+    from cmkd.harness.sweep.tune import claim_bench
 
     claim_bench(tmp_path, load_config("smoke"))
     claim_bench(tmp_path, load_config("smoke", overrides=["max_failures=3"]))  # not a numbers change

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from cmkd.harness.cli import main
-from cmkd.harness.results import ResultsStore
+from cmkd.harness.cli.main import main
+from cmkd.results.store import ResultsStore
 
 pytestmark = pytest.mark.ray
 
@@ -20,13 +20,13 @@ def test_the_four_methods_run_in_a_bench_and_fill_their_table_rows(ray_session, 
                  "--set", "scenarios=['cross-modal', 'multi-modal']"])
     assert code == 0, capsys.readouterr().err
     records = ResultsStore(out / "results").records()
-    done = {(r["spec"]["method"], r["spec"]["scenario"], r["variant"]) for r in records if r["status"] == "finished"}
+    done = {(r.spec["method"], r.spec["scenario"], r.variant) for r in records if r.status == "finished"}
     for method in NEW:
         for scenario in ("cross-modal", "multi-modal"):
             assert (method, scenario, "orig") in done
     assert ("c2kd", "cross-modal", "lskd") in done  # the smoke profile's lskd = [false, true]
     assert not {m for m, _, v in done if v == "lskd"} - {"c2kd"}  # no LSKD variant where there is no switch
-    assert all(r["status"] == "finished" for r in records)
+    assert all(r.status == "finished" for r in records)
     assert main(["tables", "--from", str(out)]) == 0
     md = (out / "tables" / "tables.md").read_text()
     t1, t2 = md.split("Table ")[1], md.split("Table ")[2]

@@ -9,11 +9,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import method_with_teacher, tiny_spec, train_batch
 from scipy.stats import kendalltau
 
-from cmkd.harness.engine import run_trial
+from cmkd.harness.engine.trial import run_trial
 from cmkd.methods.c2kd_losses import c2kd_loss, kendall_tau, non_target, non_target_kl
-from helpers import method_with_teacher, tiny_spec, train_batch
 
 
 def test_kendall_tau_is_scipys_tau_b_with_and_without_ties():
@@ -121,7 +121,7 @@ def test_c2kd_trains_end_to_end_from_a_real_teacher(teachers, scenario, lskd):
                                           ("krc=1.5", "option krc must lie in [-1, 1], got 1.5"),
                                           ("proxy_stage=pool", "option proxy_stage must be one of layer1")])
 def test_c2kd_bad_options_are_refused_before_training(capsys, tmp_path, opt, message):
-    from cmkd.harness.cli import main
+    from cmkd.harness.cli.main import main
 
     code = main(["train", "--dataset", "synthetic", "--runs", str(tmp_path), "--method", "c2kd", "--modality", "depth",
                  "--opt", opt])

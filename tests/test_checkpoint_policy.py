@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from cmkd.errors import UserError
-from cmkd.harness.checkpoint import ASSUMED_BYTES_PER_S, CheckpointPolicy, state_bytes
-from cmkd.harness.config import TrainConfig
+from cmkd.harness.engine.checkpoint import ASSUMED_BYTES_PER_S, CheckpointPolicy, state_bytes
+from cmkd.harness.engine.spec import TrainConfig
 
 
 def test_the_budget_spaces_checkpoints_by_the_last_measured_write():
@@ -53,7 +53,7 @@ def test_the_policy_is_not_part_of_a_trials_identity():
 
 
 def test_the_policy_is_not_part_of_a_benchmarks_identity():
-    from cmkd.harness.bench_config import load_config
+    from cmkd.harness.sweep.bench_config import load_config
 
     base = load_config("smoke")
     other = load_config("smoke", overrides=["train.checkpoint_every=1", "train.checkpoint_budget=0.2"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cmkd.harness.cli import main
+from cmkd.harness.cli.main import main
 
 BASE = ["train", "--dataset", "synthetic", "--data-opt", "n_samples=120", "--data-opt", "image_size=16"]
 

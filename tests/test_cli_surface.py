@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import tiny_spec
 
 import cmkd
-from cmkd.harness.cli import main
-from cmkd.harness.engine import run_trial
-from helpers import tiny_spec
+from cmkd.harness.cli.main import main
+from cmkd.harness.engine.trial import run_trial
 
 
 def test_version(capsys):

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from cmkd.harness.preflight import node_view
-from cmkd.harness.results import ResultsStore
 from helpers import MlflowServer, free_port
+
+from cmkd.harness.sweep.preflight import node_view
+from cmkd.results.store import ResultsStore
 
 pytestmark = pytest.mark.ray
 
@@ -126,7 +126,7 @@ def test_trials_spread_over_nodes_and_a_lost_node_costs_only_its_trials_last_epo
         lost = killed_at = None
         while proc.poll() is None and lost is None:
             # kill the worker node once a trial finished there and another runs there past a checkpoint
-            finished_there = [r for r in store.records() if r.get("node_id") == worker and r["status"] == "finished"]
+            finished_there = [r for r in store.records() if r.node_id == worker and r.status == "finished"]
             for exp in client.search_experiments() if finished_there else []:
                 for run in client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'"):
                     if run.data.tags.get("node_id") != worker:
@@ -140,7 +140,7 @@ def test_trials_spread_over_nodes_and_a_lost_node_costs_only_its_trials_last_epo
         stdout, stderr = proc.communicate(timeout=600)
         assert proc.returncode == 0, stderr[-3000:]
         assert lost is not None, "the worker node never ran a second trial past a checkpoint: nothing was killed"
-        records = {r["trial_id"]: r for r in store.records()}
+        records = {r.trial_id: r.to_dict() for r in store.records()}
         assert len(records) == 6 and {r["status"] for r in records.values()} == {"finished"}
         # trials ran on both nodes; the lost one resumed on the head from its last checkpoint, once
         assert {r["node_id"] for r in records.values()} == {head, worker}
@@ -195,8 +195,8 @@ def test_the_preflight_names_a_node_and_the_data_root_it_misses(ray_session, tmp
     from types import SimpleNamespace
 
     from cmkd.errors import UserError
-    from cmkd.harness.bench_config import DatasetEntry
-    from cmkd.harness.preflight import check_nodes
+    from cmkd.harness.sweep.bench_config import DatasetEntry
+    from cmkd.harness.sweep.preflight import check_nodes
 
     folder = tmp_path / "b"
     folder.mkdir()

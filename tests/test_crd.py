@@ -9,12 +9,11 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from cmkd.harness.cli import main
-from cmkd.harness.engine import run_trial
-from cmkd.methods.crd_losses import (contrast_scores, momentum_update, negatives_per_sample, nce_loss,
-                                     sample_negatives)
 from helpers import method_with_teacher, tiny_spec, train_batch
+
+from cmkd.harness.cli.main import main
+from cmkd.harness.engine.trial import run_trial
+from cmkd.methods.crd_losses import contrast_scores, momentum_update, nce_loss, negatives_per_sample, sample_negatives
 
 
 def test_nce_loss_by_hand():

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_DATA, tiny_spec
 from PIL import Image
 
-from cmkd.harness.cli import main
-from cmkd.harness.data import data_info, load_data
-from cmkd.harness.engine import run_trial
+from cmkd.harness.cli.main import main
+from cmkd.harness.engine.data import data_info, load_data
+from cmkd.harness.engine.trial import run_trial
 from cmkd.methods import get_method
 from cmkd.methods.backbones import Classifier, FusionClassifier
-from helpers import TINY_DATA, tiny_spec
 
 
 def _csv(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -119,7 +119,7 @@ def test_cmkd_export_rebuilds_a_trial_from_its_kept_weights_even_one_that_reads_
 def test_predict_reads_folders_of_images_and_applies_the_sidecars_normalisation(tmp_path, capsys):
     from torch import nn
 
-    from cmkd.harness.deploy import export_program
+    from cmkd.harness.engine.deploy import export_program
 
     class Sum(nn.Module):  # logits that show the input values: [sum, -sum]
         def forward(self, x):
@@ -142,7 +142,7 @@ def test_predict_reads_folders_of_images_and_applies_the_sidecars_normalisation(
     header, rows = _csv(tmp_path / "o.csv")
     assert [r[0] for r in rows] == ["img0.png", "img1.png", "img2.png"]
     # (v - 100) / 100 clipped to [0, 1]: 0.5, 0 and 1 per pixel -> sums 8, 0, 16: classes pos, pos (tie -> 0), pos
-    from cmkd.harness.predict_cli import check_and_normalise, load_exported, predict_logits, read_input, read_sidecar
+    from cmkd.harness.cli.predict import check_and_normalise, load_exported, predict_logits, read_input, read_sidecar
 
     arr, _ = read_input(folder)
     spec = read_sidecar(path)["inputs"][0]
@@ -176,7 +176,7 @@ def test_export_and_predict_refuse_bad_input_in_one_line(tmp_path, capsys):
     assert "holds no finished trial (no result.json)" in err(["export", str(folder)])
     assert not list(folder.glob("model_*"))  # nothing half-written
     # predict: a folder without images, images of different sizes
-    from cmkd.harness.deploy import export_program
+    from cmkd.harness.engine.deploy import export_program
 
     model = tmp_path / "m" / "model_depth.pt2"
     export_program(Classifier(1, 3), [torch.zeros(2, 1, 16, 16)], model, {
@@ -189,3 +189,11 @@ def test_export_and_predict_refuse_bad_input_in_one_line(tmp_path, capsys):
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(mixed / "a.png")
     Image.fromarray(np.zeros((20, 20), np.uint8)).save(mixed / "b.png")
     assert "the images differ in shape" in err(["predict", "--model", str(model), "--input", str(mixed)])
+    # a folder mixing modalities (an RGB image beside a one-channel depth map) is named as such, not as a size
+    modal = tmp_path / "modal"
+    modal.mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(modal / "a_rgb.png")
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(modal / "b_depth.png")
+    msg = err(["predict", "--model", str(model), "--input", str(modal)])
+    assert "different channel counts (1 channel(s) (b_depth.png), 3 channel(s) (a_rgb.png))" in msg
+    assert "its own folder" in msg and "differ in shape" not in msg

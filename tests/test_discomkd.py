@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import TINY_DATA, tiny_spec
 
-from cmkd.harness.cli import main
-from cmkd.harness.data import data_info, load_data
-from cmkd.harness.engine import run_trial
-from cmkd.harness.errors import UserError
+from cmkd.errors import UserError
+from cmkd.harness.cli.main import main
+from cmkd.harness.engine.data import data_info, load_data
+from cmkd.harness.engine.trial import run_trial
 from cmkd.methods import Batch, DataInfo, get_method
 from cmkd.methods import discomkd_losses as DL
 from cmkd.methods.discomkd import ABLATIONS, DisCoMKD, DisCoMKDOptions
 from cmkd.methods.kd_losses import grad_reverse
-from helpers import TINY_DATA, tiny_spec
 
 
 def ce_by_hand(logits, label):

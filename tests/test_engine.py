@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from cmkd.harness.data import data_info, load_data
-from cmkd.harness.engine import run_trial
-from cmkd.harness.metrics import weighted_f1
-from cmkd.methods import get_method
 from helpers import TINY_DATA, tiny_spec
+
+from cmkd.harness.engine.data import data_info, load_data
+from cmkd.harness.engine.metrics import weighted_f1
+from cmkd.harness.engine.trial import run_trial
+from cmkd.methods import get_method
 
 
 def test_student_trial_reports_sklearn_f1_of_its_best_checkpoint(runs):

@@ -6,12 +6,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cmkd.harness.bench_config import load_config
-from cmkd.harness.config import TrainConfig, TrialSpec
-from cmkd.harness.engine import run_trial
-from cmkd.harness.errors import UserError
-from cmkd.harness.plan import build_plan
-from cmkd.harness.tables import build_table, cells_from_results, header, render
+from cmkd.errors import UserError
+from cmkd.harness.engine.spec import TrainConfig, TrialSpec
+from cmkd.harness.engine.trial import run_trial
+from cmkd.harness.sweep.bench_config import load_config
+from cmkd.harness.sweep.plan import build_plan
+from cmkd.results.cells import cells_from_results
+from cmkd.results.render import header, render
+from cmkd.results.tables import build_table
 
 TWO = ("datasets=[{name='synthetic', label='shared', options={n_samples=120, image_size=16, shared=1.0}}, "
        "{name='synthetic', label='specific', options={n_samples=120, image_size=16, shared=0.0}}]")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cmkd.harness.io import DiskFull, disk_full
+from cmkd.harness.engine.io import DiskFull, disk_full
 
 
 def test_a_full_disk_is_named_not_torchs_unexpected_pos(tmp_path):
@@ -32,7 +32,7 @@ def test_a_full_disk_is_named_not_torchs_unexpected_pos(tmp_path):
 
 
 def test_a_write_that_fails_leaves_no_temporary_file(tmp_path, monkeypatch):
-    from cmkd.harness import io
+    from cmkd.harness.engine import io
 
     def fails(fh):
         fh.write(b"partial")
@@ -60,8 +60,9 @@ def test_stale_partial_caches_of_dead_prepares_are_removed(tmp_path):
 
 
 def test_cmkd_prepare_cleans_what_a_killed_prepare_left(tmp_path, capsys):
-    from cmkd.harness.cli import main
     from real_fixtures import write_eurosat
+
+    from cmkd.harness.cli.main import main
 
     root = tmp_path / "raw"
     write_eurosat(root, per_class=3)
@@ -76,9 +77,10 @@ def test_cmkd_prepare_cleans_what_a_killed_prepare_left(tmp_path, capsys):
 def test_a_trial_folder_in_use_is_refused_naming_its_holder(tmp_path, capsys):
     import socket
 
-    from cmkd.harness.cli import main
-    from cmkd.harness.locks import FolderLock
     from helpers import TINY_DATA
+
+    from cmkd.harness.cli.main import main
+    from cmkd.harness.engine.locks import FolderLock
 
     folder = tmp_path / "trial"
     args = ["train", "--method", "student", "--dataset", "synthetic", "--modality", "rgb", "--epochs", "1",

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cmkd.harness.config import TrainConfig
-from cmkd.harness.errors import UserError
+from cmkd.errors import UserError
+from cmkd.harness.engine.spec import TrainConfig
 from cmkd.methods import Batch, DataInfo
 from cmkd.methods.backbones import Classifier, kaiming_conv1_
 from cmkd.methods.ctkd import CTKD, CTKDOptions
@@ -50,8 +50,9 @@ def test_conv1_init_and_split_rule_are_validated_train_options():
 
 
 def test_the_engine_applies_the_kaiming_option_to_every_resnet(tmp_path):
-    from cmkd.harness.engine import Engine, prepare
     from helpers import tiny_spec
+
+    from cmkd.harness.engine.trial import Engine, prepare
 
     spec = tiny_spec("discomkd", modality=None, train={"conv1_init": "kaiming"})
     engine = Engine(prepare(spec, runs_root=tmp_path), tmp_path)

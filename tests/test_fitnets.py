@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import method_with_teacher, tiny_spec, train_batch
 
 from cmkd.errors import UserError
-from cmkd.harness.cli import main
-from cmkd.harness.engine import run_trial
+from cmkd.harness.cli.main import main
+from cmkd.harness.engine.trial import run_trial
 from cmkd.methods.fitnets import conv_regressor
 from cmkd.methods.fitnets_losses import fitnets_loss, hint_loss
-from helpers import method_with_teacher, tiny_spec, train_batch
 
 S = torch.tensor([[1.0, 2.0, 0.5], [0.2, -1.0, 1.5]], dtype=torch.float64)  # kd-methods.md V1's logits
 Y = torch.tensor([1, 2])

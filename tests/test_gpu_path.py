@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import TINY_DATA, tiny_spec
 
-from cmkd.harness.augment import augment
-from cmkd.harness.data import data_info, load_data
-from cmkd.harness.engine import run_trial
-from cmkd.harness.step import make_optimizer, nhwc, optimise, train_step
+from cmkd.harness.engine.augment import augment
+from cmkd.harness.engine.data import data_info, load_data
+from cmkd.harness.engine.step import make_optimizer, nhwc, optimise, train_step
+from cmkd.harness.engine.trial import run_trial
 from cmkd.methods import Batch, get_method
 from cmkd.methods.backbones import Classifier
-from helpers import TINY_DATA, tiny_spec
 
 
 def _kd_student(info, channels_last: bool):

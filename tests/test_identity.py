@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cmkd.harness.cli import build_parser, main, spec_from_args
-from cmkd.harness.config import TrainConfig, TrialSpec
-from cmkd.harness.engine import run_trial
-from cmkd.harness.errors import UserError
-from cmkd.harness.teachers import teacher_spec, train_command
+from cmkd.errors import UserError
+from cmkd.harness.cli.main import build_parser, main, spec_from_args
+from cmkd.harness.engine.spec import TrainConfig, TrialSpec
+from cmkd.harness.engine.teachers import teacher_spec, train_command
+from cmkd.harness.engine.trial import run_trial
 from cmkd.methods import DataInfo
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from cmkd.harness.bench_config import load_config
-from cmkd.harness.plan import build_plan
-from cmkd.harness.results import ResultsStore
+from cmkd.harness.sweep.bench_config import load_config
+from cmkd.harness.sweep.plan import build_plan
+from cmkd.results.store import ResultsStore
 
 pytestmark = pytest.mark.ray
 
@@ -42,7 +42,7 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 240) -> None:
 
 def records(out: Path) -> dict[str, dict]:
     folder = out / "results"
-    return {r["trial_id"]: r for r in ResultsStore(folder).records()} if folder.is_dir() else {}
+    return {r.trial_id: r.to_dict() for r in ResultsStore(folder).records()} if folder.is_dir() else {}
 
 
 def test_second_driver_refused_then_sigint_keeps_what_finished_and_resumes(ray_session, tmp_path):

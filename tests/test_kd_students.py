@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from cmkd.harness.cli import main
-from cmkd.harness.data import data_info, load_data
-from cmkd.harness.engine import run_trial
-from cmkd.harness.errors import UserError
-from cmkd.harness.teachers import find_teacher, teacher_spec
 from helpers import TINY_DATA, method_with_teacher, tiny_spec, train_batch
+
+from cmkd.errors import UserError
+from cmkd.harness.cli.main import main
+from cmkd.harness.engine.data import data_info, load_data
+from cmkd.harness.engine.teachers import find_teacher, teacher_spec
+from cmkd.harness.engine.trial import run_trial
 
 KD = ["kdv1", "kdv2", "dkd", "ctkd", "mlkd"]
 

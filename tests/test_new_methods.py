@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from cmkd.harness.bench_config import load_config
-from cmkd.harness.engine import run_trial
-from cmkd.harness.plan import build_plan
-from cmkd.methods import METHODS
 from helpers import tiny_spec
+
+from cmkd.harness.engine.trial import run_trial
+from cmkd.harness.sweep.bench_config import load_config
+from cmkd.harness.sweep.plan import build_plan
+from cmkd.methods import METHODS
 
 PLUGIN = str(Path(__file__).with_name("plugin_methods.py"))
 NEW = ("test-joint", "test-kd", "test-hint")
@@ -21,20 +21,20 @@ NEW = ("test-joint", "test-kd", "test-hint")
 
 @pytest.fixture
 def plugin():
-    from cmkd.harness.plugins import load_plugins
+    from cmkd.plugins import load_plugins
 
     load_plugins([PLUGIN])
     yield
     for name in NEW:  # the registry of this test process goes back to what it was
-        METHODS.pop(name, None)
+        METHODS.unregister(name)
     for module in [m for m in sys.modules if m.startswith("cmkd_plugin_plugin_methods")]:
         del sys.modules[module]
 
 
 @pytest.mark.ray
 def test_a_joint_method_and_a_text_option_student_run_through_bench_and_tables(plugin, ray_session, tmp_path):
-    from cmkd.harness.sweep import run_bench
-    from cmkd.harness.tables import write_all_tables
+    from cmkd.harness.sweep.tune import run_bench
+    from cmkd.results.report import write_all_tables
 
     cfg = load_config("smoke", overrides=["methods=['test-kd', 'test-joint']", f"plugins=['{PLUGIN}']",
                                           "ablations=['no-agree']", "lskd=[false]",
@@ -61,6 +61,23 @@ def test_the_plan_refuses_an_ablation_no_listed_method_declares(plugin):
         load_config("smoke", overrides=["methods=['kdv1']", "ablations=['no-agree']"])
 
 
+def test_narrowing_a_profile_to_methods_without_ablations_needs_no_ablation_edit():
+    """The smoke profile lists DisCoM-KD's ablations; narrowing its methods and scenarios to KD alone plans
+    (before: refused, the ablations being declared by none of the listed methods)."""
+    cfg = load_config("smoke", overrides=["methods=['kdv1']", "scenarios=['cross-modal', 'multi-modal']"])
+    assert cfg.ablations and {p.spec.scenario for p in build_plan(cfg)} == {"single", "cross-modal", "multi-modal"}
+
+
+def test_an_ablation_without_its_method_names_the_fixes():
+    from cmkd.errors import UserError
+
+    with pytest.raises(UserError) as err:
+        load_config("smoke", overrides=["methods=['kdv1']"])  # the ablation scenario still selected
+    msg = str(err.value)
+    assert "is declared by none of the listed methods" in msg and "discomkd" in msg
+    assert "--set \"ablations=[]\"" in msg and "leave 'ablation' out of scenarios" in msg
+
+
 def test_feature_hooks_train_a_regressor_that_is_checkpointed_resumed_and_never_exported(plugin, teachers, tmp_path):
     spec = tiny_spec(method="test-hint", modality="depth", scenario="cross-modal", epochs=2)
 
@@ -75,7 +92,7 @@ def test_feature_hooks_train_a_regressor_that_is_checkpointed_resumed_and_never_
     # a stopped trial writes its checkpoint whatever the policy: the regressor is in it, and trained
     ckpt = torch.load(tmp_path / "t" / "checkpoint.pt", weights_only=True)
     assert ckpt["state"]["epoch"] == 1 and "regressor.weight" in ckpt["method"]
-    from cmkd.harness.data import data_info, load_data
+    from cmkd.harness.engine.data import data_info, load_data
 
     cls = METHODS["test-hint"]
     torch.manual_seed(spec.seed)
@@ -107,14 +124,14 @@ def test_feature_stages_of_the_multi_modal_teacher_are_fused_sums():
 
 def test_a_job_runs_without_ray_and_files_its_result(tmp_path):
     """The sweep's unit of work is a typed job that a test (or any scheduler) runs directly."""
-    from cmkd.harness.job import TrialJob, run_tracked_trial
-    from cmkd.harness.results import ResultsStore
-    from cmkd.harness.tracking import default_uri, setup_experiment
+    from cmkd.harness.sweep.job import TrialJob, run_tracked_trial
+    from cmkd.harness.sweep.tracking import default_uri, setup_experiment
+    from cmkd.results.store import ResultsStore
 
     uri = default_uri(tmp_path)
     exp = setup_experiment(uri, "direct", tmp_path / "art", {})
     spec = tiny_spec(epochs=1)
-    from cmkd.harness.data import load_data
+    from cmkd.harness.engine.data import load_data
 
     spec = spec.replace(data_fingerprint=load_data("synthetic", None, spec.dataset_options).fingerprint())
     job = TrialJob(trial_id=spec.trial_id(), name="direct", stage=1, spec=spec, teacher_id=None,
@@ -124,6 +141,22 @@ def test_a_job_runs_without_ray_and_files_its_result(tmp_path):
     result = run_tracked_trial(job, epochs.append)
     assert result is not None and len(epochs) == 1
     record = ResultsStore(tmp_path / "results").get(job.trial_id)
-    assert record["status"] == "finished" and record["threads"] == 1 and record["mlflow_run_id"]
+    assert record.status == "finished" and record.threads == 1 and record.mlflow_run_id
     assert not list((tmp_path / "runs").rglob("best_*.pt"))  # keep_weights=False frees the disk
     assert run_tracked_trial(job) is None  # finished: not run again
+
+
+def test_pytest_runs_the_contract_tests_over_plugin_methods():
+    """With $CMKD_PLUGINS set, the registry-parametrised contract tests are collected for the plugin's methods
+    too (before: pytest never loaded the plugins, and the contract silently skipped them)."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "CMKD_PLUGINS": PLUGIN}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-o", "addopts=--import-mode=importlib", "--collect-only",
+                          "-q", "-p", "no:cacheprovider", "tests/test_registry_contract.py"], capture_output=True,
+                         text=True, env=env, cwd=root, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    for name in NEW:
+        assert f"[{name}]" in run.stdout, f"{name} is not contract-tested"

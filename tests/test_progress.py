@@ -7,8 +7,8 @@ import io
 
 import pytest
 
-from cmkd.harness.progress import Planned, PlainView, Progress, clock, wants_live
-from cmkd.harness.results import ResultsStore
+from cmkd.harness.sweep.progress import PlainView, Planned, Progress, clock, wants_live
+from cmkd.results.store import ResultRecord, ResultsStore
 
 
 def _progress(tmp_path, teacher_of_d: str | None = None, interval: float = 3600.0):
@@ -49,9 +49,9 @@ def test_best_line_is_never_printed_twice_in_a_row(tmp_path):
     p, lines = _progress(tmp_path)
     p.say_best()
     assert lines == []  # nothing distilled yet: nothing to say
-    p.store.put({"trial_id": "k", "status": "finished", "dataset": "synthetic", "entry": "", "scenario": "cross-modal",
+    p.store.put(ResultRecord.from_dict({"trial_id": "k", "status": "finished", "dataset": "synthetic", "entry": "", "scenario": "cross-modal",
                  "method": "kdv1", "variant": "orig", "seed": 0,
-                 "outputs": {"depth": {"test_f1": 0.5, "val_f1": 0.5, "best_epoch": 1}}})
+                 "outputs": {"depth": {"test_f1": 0.5, "val_f1": 0.5, "best_epoch": 1}}}))
     p.say_best()
     p.say_best()
     assert lines == ["    best distilled so far (test F1, mean over finished seeds): synthetic/cross-modal/depth: kdv1 50.0"]

@@ -1,10 +1,12 @@
-"""The README's "Adding a method" and "Adding a data set" recipes work as written: their code blocks are
-installed as files in a scratch copy of the project and run through the real commands."""
+"""The documented recipes work as written: docs/adding.md's "Adding a method" and "Adding a data set" code
+blocks are installed as files in a scratch copy of the project and run through the real commands, and the
+README's smallest useful run runs."""
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -18,9 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def recipe_files() -> dict[str, str]:
     """``# <path>``-headed python blocks of the two recipe sections: path -> code."""
-    text = (ROOT / "README.md").read_text()
-    start, end = text.index("## Adding a method"), text.index("## Benchmarks")
-    blocks = re.findall(r"```python\n(.*?)```", text[start:end], flags=re.S)
+    text = (ROOT / "docs" / "adding.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text[text.index("## Adding a method"):], flags=re.S)
     files = {}
     for block in blocks:
         first, _, _ = block.partition("\n")
@@ -30,7 +31,8 @@ def recipe_files() -> dict[str, str]:
 
 
 def test_the_recipes_name_their_files():
-    assert set(recipe_files()) == {"methods/my_losses.py", "methods/mykd.py", "tests/test_mykd.py", "datasets/mydata.py"}
+    assert set(recipe_files()) == {"methods/my_losses.py", "methods/mykd.py", "tests/test_mykd.py", "datasets/mydata.py",
+                                   "tests/test_mydata.py"}
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +40,13 @@ def scratch(tmp_path_factory):
     """A copy of the package (as ``cmkd``) with the recipe files added, importable through PYTHONPATH."""
     top = tmp_path_factory.mktemp("scratch")
     pkg = top / "cmkd"
-    shutil.copytree(ROOT, pkg, ignore=shutil.ignore_patterns(".venv", ".git", "results", "cmkd-runs", "docs",
-                                                              "__pycache__", "*.egg-info", "data"))
-    (pkg / "results").mkdir()
-    for f in ("__init__.py", "paper-tables.csv"):
-        shutil.copy(ROOT / "results" / f, pkg / "results" / f)
+    skip = shutil.ignore_patterns(".venv", ".git", "cmkd-runs", "docs", "__pycache__", "*.egg-info", "data")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:  # results/ holds code; its sub-folders, benchmark output
+        below = {n for n in names if (Path(folder) / n).is_dir()} if Path(folder) == ROOT / "results" else set()
+        return set(skip(folder, names)) | below
+
+    shutil.copytree(ROOT, pkg, ignore=ignore)
     for rel, code in recipe_files().items():
         (pkg / rel).write_text(code)
     return top
@@ -69,12 +73,19 @@ def test_the_method_recipe_lists_trains_and_plans(scratch):
     assert plan.returncode == 0 and "mykd (cross-modal)" in plan.stdout and "mykd (multi-modal)" in plan.stdout
 
 
-def test_the_method_recipes_test_passes_with_the_shared_teachers(scratch):
+def recipe_pytest(scratch: Path, test_file: str) -> subprocess.CompletedProcess:
+    """Run one of the recipes' own test files with pytest inside the scratch copy."""
     env = {**os.environ, "PYTHONPATH": str(scratch), "RAY_USAGE_STATS_ENABLED": "0"}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=--import-mode=importlib",
-                          "tests/test_mykd.py"],
-                         capture_output=True, text=True, env=env, cwd=scratch / "cmkd", timeout=600)
-    assert run.returncode == 0 and "3 passed" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-o",
+                           "addopts=--import-mode=importlib", test_file],
+                          capture_output=True, text=True, env=env, cwd=scratch / "cmkd", timeout=600)
+
+
+@pytest.mark.parametrize("test_file, passed", [("tests/test_mykd.py", 3), ("tests/test_mydata.py", 1)])
+def test_the_recipes_own_tests_pass(scratch, test_file, passed):
+    """The method recipe's test (with the session's shared teachers) and the data-set recipe's test."""
+    run = recipe_pytest(scratch, test_file)
+    assert run.returncode == 0 and f"{passed} passed" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
 
 
 def test_the_data_set_recipe_reads_its_layout_and_trains(scratch, tmp_path):
@@ -97,3 +108,21 @@ def test_the_data_set_recipe_reads_its_layout_and_trains(scratch, tmp_path):
     trained = cmkd(scratch, "train", "--method", "student", "--dataset", "mydata", "--root", str(root), "--modality",
                    "radar", "--epochs", "1", "--batch-size", "8", "--runs", str(tmp_path / "runs"))
     assert trained.returncode == 0 and "test F1 [radar]" in trained.stdout, trained.stderr[-1500:]
+
+
+@pytest.mark.ray
+def test_the_readme_smallest_useful_run_runs(tmp_path):
+    """The README's one-line smallest run, as written (its --out moved into this test's folder)."""
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("**The smallest useful run**"):]
+    line = re.search(r"```bash\n(.*?)\n```", block, flags=re.S).group(1).strip()
+    args = shlex.split(line)
+    assert args[0] == ".venv/bin/cmkd" and args[-2] == "--out"
+    out = tmp_path / "smallest"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    run = subprocess.run([sys.executable, "-m", "cmkd", *args[1:-1], str(out)], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "0 failed" in run.stdout and (out / "tables" / "tables.md").is_file()
+    table1 = (out / "tables" / "tables.md").read_text().split("Table 2")[0]
+    assert "| KDv1" in table1 and "| STUDENT" in table1

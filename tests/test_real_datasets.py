@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from real_fixtures import SUN_CLASSES, TAGS, write_eurosat, write_sunrgbd, write_tristar
 
 from cmkd.datasets import get_dataset
 from cmkd.datasets.cache import read_cache
 from cmkd.datasets.preprocess import apply_stats, percentile_stats
-from cmkd.harness.cli import main
-from cmkd.harness.errors import UserError
-from real_fixtures import SUN_CLASSES, TAGS, write_eurosat, write_sunrgbd, write_tristar
+from cmkd.errors import UserError
+from cmkd.harness.cli.main import main
 
 EUROSAT_CLASSES = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture",
                    "PermanentCrop", "Residential", "River", "SeaLake"]
@@ -225,8 +225,8 @@ def test_official_code_arrays_with_their_splits(tmp_path, capsys):
     assert data.channels() == {"rgb": 3, "depth": 1} and data.splits[0].train.tolist() == perm[:20].tolist()
     generic = get_dataset("official-arrays", root=str(tmp_path), prefixes="RGB,DEPTH").load()
     np.testing.assert_array_equal(generic.modalities["depth"], data.modalities["depth"])
-    from cmkd.harness.engine import run_trial
-    from cmkd.harness.config import TrainConfig, TrialSpec
+    from cmkd.harness.engine.spec import TrainConfig, TrialSpec
+    from cmkd.harness.engine.trial import run_trial
 
     res = run_trial(TrialSpec(dataset="sunrgbd", method="student", modality="depth", data_root=str(tmp_path),
                               train=TrainConfig(epochs=1, batch_size=8)), runs_root=tmp_path / "runs")

@@ -114,19 +114,18 @@ def test_the_contract_catches_a_method_that_breaks_it():
         def export(self, key):
             return torch.nn.Sequential(self.net, torch.nn.Tanh())
 
-    Broken.name = "broken"
-    METHODS["broken"] = Broken
+    METHODS.register("broken")(Broken)
     try:
         with pytest.raises(AssertionError):
             test_a_method_trains_predicts_and_exports("broken", None)
     finally:
-        del METHODS["broken"]
+        METHODS.unregister("broken")
 
 
 def test_one_broken_method_does_not_break_the_listing(capsys):
     from dataclasses import dataclass
 
-    from cmkd.harness.cli import main
+    from cmkd.harness.cli.main import main
     from cmkd.methods.base import Method, MethodOptions
 
     @dataclass(frozen=True)
@@ -136,12 +135,11 @@ def test_one_broken_method_does_not_break_the_listing(capsys):
     class Bad(Method):
         Options = BadOptions
 
-    Bad.name = "bad-method"
-    METHODS["bad-method"] = Bad
+    METHODS.register("bad-method")(Bad)
     try:
         assert main(["methods"]) == 0
     finally:
-        del METHODS["bad-method"]
+        METHODS.unregister("bad-method")
     out, err = capsys.readouterr()
     assert "kdv1" in out and "discomkd" in out and "bad-method" not in out
     assert "method bad-method: UserError: option rate must be a finite number" in err

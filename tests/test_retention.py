@@ -3,8 +3,8 @@ weights (ties: the lowest seed), each output on its own; programs and sidecars g
 
 from __future__ import annotations
 
-from cmkd.harness.results import ResultsStore
-from cmkd.harness.retention import BEST, kept_models, prune
+from cmkd.harness.sweep.retention import BEST, kept_models, prune
+from cmkd.results.store import ResultRecord, ResultsStore
 
 
 def _trial(store: ResultsStore, root, tid: str, method: str, seed: int, val: dict[str, float], scenario="cross-modal"):
@@ -13,9 +13,9 @@ def _trial(store: ResultsStore, root, tid: str, method: str, seed: int, val: dic
     for key in val:
         for name in (f"best_{key}.pt", f"model_{key}.pt2", f"model_{key}.json"):
             (folder / name).write_bytes(b"x" * 1024)
-    store.put({"trial_id": tid, "status": "finished", "dataset": "synthetic", "entry": "", "scenario": scenario,
+    store.put(ResultRecord.from_dict({"trial_id": tid, "status": "finished", "dataset": "synthetic", "entry": "", "scenario": scenario,
                "method": method, "variant": "orig", "seed": seed, "out_dir": str(folder),
-               "outputs": {k: {"val_f1": v, "test_f1": v} for k, v in val.items()}})
+               "outputs": {k: {"val_f1": v, "test_f1": v} for k, v in val.items()}}))
     return folder
 
 

@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from cmkd.harness.cli import main
-from cmkd.harness.engine import run_trial
-from cmkd.methods.rkd_losses import pairwise_distances, rkd_angle_loss, rkd_distance_loss, rkd_loss
 from helpers import method_with_teacher, tiny_spec, train_batch
+
+from cmkd.harness.cli.main import main
+from cmkd.harness.engine.trial import run_trial
+from cmkd.methods.rkd_losses import pairwise_distances, rkd_angle_loss, rkd_distance_loss, rkd_loss
 
 # a 3-4-5 right triangle (student) and a unit right isosceles triangle (teacher)
 STUDENT = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]], dtype=torch.float64)

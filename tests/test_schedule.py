@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cmkd.harness.schedule import Job, Ready, launch_order, simulate
+from cmkd.harness.sweep.schedule import Job, Ready, launch_order, simulate
 
 # a teacher T with two students, one long standalone trial D (DisCoM-KD-like), on two slots
 JOBS = [Job("S1", 1.0, "T", 2), Job("S2", 1.0, "T", 2), Job("T", 1.0), Job("D", 3.0)]

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from real_fixtures import write_eurosat, write_sunrgbd, write_tristar
 from scipy.io import savemat
 
 from cmkd.datasets import get_dataset
 from cmkd.datasets.splits import CARVE_FRACTION, published_split
-from cmkd.harness.cli import main
-from cmkd.harness.data import split_for
-from cmkd.harness.errors import UserError
-from real_fixtures import write_eurosat, write_sunrgbd, write_tristar
+from cmkd.errors import UserError
+from cmkd.harness.cli.main import main
+from cmkd.harness.engine.data import split_for
 
 
 def _parts(split) -> list[set[int]]:

@@ -55,7 +55,7 @@ def test_quick_profile_and_real_data_set_sizes_follow_the_official_rule():
 
 
 def test_ten_per_class_gives_an_empty_validation_part_and_the_error_says_why(capsys, tmp_path):
-    from cmkd.harness.cli import main
+    from cmkd.harness.cli.main import main
 
     code = main(["train", "--method", "student", "--dataset", "official-arrays", "--root", str(_ten_per_class(tmp_path)),
                  "--data-opt", "prefixes=RGB,DEPTH", "--modality", "rgb", "--epochs", "1", "--runs", str(tmp_path / "r")])
@@ -81,8 +81,8 @@ def test_no_class_size_beyond_ten_loses_a_part():
 
 
 def test_a_seed_whose_split_seed_overflows_is_refused():
-    from cmkd.harness.config import TrialSpec
-    from cmkd.harness.errors import UserError
+    from cmkd.errors import UserError
+    from cmkd.harness.engine.spec import TrialSpec
 
     with pytest.raises(UserError, match="32-bit"):
         TrialSpec(dataset="synthetic", method="student", seed=99_999_999)

@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from cmkd.harness.engine import selection_summary
-from cmkd.harness.errors import UserError
-from cmkd.harness.stats import holm, paired_p, t_interval
-from cmkd.harness.tables import build_table, cells_from_results, stats_frame, write_report
+from cmkd.errors import UserError
+from cmkd.harness.engine.trial import selection_summary
+from cmkd.results.stats import holm, paired_p, t_interval
+from cmkd.results.cells import cells_from_results
+from cmkd.results.report import stats_frame, write_report
+from cmkd.results.tables import build_table
 
 
 def test_t_interval_matches_scipy():

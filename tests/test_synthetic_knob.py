@@ -16,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from cmkd.datasets import get_dataset
-from cmkd.harness.errors import UserError
+from cmkd.errors import UserError
 
 
 def _ring_view(x: np.ndarray) -> np.ndarray:

@@ -7,11 +7,13 @@ import pandas as pd
 import pytest
 from scipy.stats import ttest_rel
 
-from cmkd.harness.cli import main
-from cmkd.harness.errors import UserError
-from cmkd.harness.tables import (DOWN, UP, build_table, cells_from_paper, cells_from_results, latex, load_rows, render,
-                                 write_report)
+from cmkd.errors import UserError
+from cmkd.harness.cli.main import main
 from cmkd.results import paper_tables_path
+from cmkd.results.cells import cells_from_paper, cells_from_results, load_rows
+from cmkd.results.render import latex, render
+from cmkd.results.report import write_report
+from cmkd.results.tables import DOWN, UP, build_table
 
 
 def test_paper_tables_1_and_2_round_trip_with_arrows():
@@ -106,6 +108,21 @@ def test_hand_made_results_render_exactly():
     assert "Avg" in render(t3)
 
 
+def test_one_seed_cells_are_marked_untested_not_significant():
+    """With one seed no paired test is possible: the arrow and the bold stay, and the cell says 'untested'
+    (before: no mark at all, so it read as significant). The paper's published means are not marked."""
+    rows = _rows()
+    one = rows[rows.seed == rows.seed.min()]
+    t1 = build_table(cells_from_results(one), 1)
+    cell = t1.cells[("kdv1|orig", ("synthetic", "depth"))]
+    assert cell.n == 1 and cell.arrow and cell.significant is None
+    text = render(t1, "terminal")
+    assert "60.00 ↑ untested" in text and " ns" not in text
+    assert r"$^{\mathrm{untested}}$" in latex(t1)
+    assert "untested" not in render(build_table(cells_from_results(rows), 1), "terminal")  # two seeds: tested
+    assert "untested" not in render(build_table(cells_from_paper(), 1), "terminal")  # published means
+
+
 def test_significance_marks_match_scipy():
     rows = _rows()
     cells = cells_from_results(rows)
@@ -163,13 +180,13 @@ def test_compare_paper_cells():
 def test_bad_sources(tmp_path, capsys):
     assert main(["tables", "--from", str(tmp_path)]) == 2
     assert "holds no results" in capsys.readouterr().err
-    from cmkd.harness.results import ResultsStore
+    from cmkd.results.store import ResultRecord, ResultsStore
 
     store = ResultsStore(tmp_path / "results")
     for i, h in enumerate(("aaa", "bbb")):
-        store.put({"trial_id": f"t{i}", "status": "finished", "config_hash": h, "dataset": "synthetic",
+        store.put(ResultRecord.from_dict({"trial_id": f"t{i}", "status": "finished", "config_hash": h, "dataset": "synthetic",
                    "scenario": "single", "method": "student", "variant": "", "seed": 0, "modality": "rgb",
-                   "outputs": {"rgb": {"test_f1": 0.5, "val_f1": 0.5, "best_epoch": 1}}})
+                   "outputs": {"rgb": {"test_f1": 0.5, "val_f1": 0.5, "best_epoch": 1}}}))
     with pytest.raises(UserError, match="mixes results of 2 benchmark configs"):
         load_rows(tmp_path)
     db = tmp_path / "m.db"
@@ -219,7 +236,7 @@ PAPER_T4 = {
 
 @pytest.mark.parametrize("number, expected", [(3, PAPER_T3), (4, PAPER_T4)])
 def test_paper_tables_3_and_4_cell_by_cell_with_the_printed_avg(number, expected):
-    from cmkd.harness.tables import body
+    from cmkd.results.render import body
 
     t = build_table(cells_from_paper(), number)
     assert t.columns == [("sunrgbd", "rgb"), ("sunrgbd", "depth"), ("eurosat-ms-sar", "ms"), ("eurosat-ms-sar", "sar"),

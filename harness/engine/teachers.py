@@ -1,0 +1,106 @@
+"""Teachers are finished trials: found by (data set content, repetition, teacher kind), never retrained.
+
+The method that declares ``teaches = "cross-modal"`` provides the cross-modal teacher (its trial on the
+rich modality); the one that declares ``teaches = "multi-modal"`` the multi-modal teacher. Both must
+have been trained on the student's split.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cmkd.errors import UserError
+from cmkd.methods import FUSED, DataInfo, get_method, teacher_method
+
+from .folders import describe_other, is_finished, load_result, trial_dir
+from .spec import TrialSpec
+
+
+def teacher_spec(spec: TrialSpec, kind: str, info: DataInfo) -> TrialSpec:
+    """The spec of the trial that serves as ``spec``'s teacher (same data, seed and protocol)."""
+    return TrialSpec(
+        dataset=spec.dataset,
+        method=teacher_method(kind).name,
+        seed=spec.seed,
+        modality=info.rich if teacher_method(kind).single_modality else None,
+        scenario="single",
+        dataset_options=spec.dataset_options,
+        data_root=spec.data_root,
+        train=spec.train,
+        data_fingerprint=spec.data_fingerprint,
+    )
+
+
+def train_command(tspec: TrialSpec, runs_root: str | Path) -> str:
+    """The ``cmkd train`` command that trains exactly ``tspec`` (every train option that is not the default)."""
+    parts = ["cmkd", "train", "--method", tspec.method, "--dataset", tspec.dataset, "--seed", str(tspec.seed)]
+    if tspec.modality:
+        parts += ["--modality", tspec.modality]
+    parts += tspec.train.cli_flags()
+    for k, v in sorted(tspec.method_options.items()):
+        parts += ["--opt", f"{k}={_text(v)}"]
+    for k, v in sorted(tspec.dataset_options.items()):
+        parts += ["--data-opt", f"{k}={_text(v)}"]
+    if tspec.data_root:
+        parts += ["--root", str(tspec.data_root)]
+    parts += ["--runs", str(runs_root)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _text(v) -> str:
+    return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+
+def find_teacher(spec: TrialSpec, kind: str, info: DataInfo, runs_root: str | Path) -> Path:
+    tspec = teacher_spec(spec, kind, info)
+    folder = trial_dir(runs_root, tspec)
+    if not is_finished(folder):
+        near = ""
+        for other in sorted(folder.parent.glob(f"seed{tspec.seed}-*")):
+            if is_finished(other):
+                diff = describe_other(load_result(other), tspec)
+                near = f"; {other} is a finished {kind} teacher for this seed but differs in {diff}" if diff else ""
+                break
+        raise UserError(
+            f"no finished {kind} teacher for {spec.dataset} seed {spec.seed} under {runs_root} "
+            f"(looked for {folder}){near}; train it first: {train_command(tspec, runs_root)}"
+        )
+    return folder
+
+
+def load_teacher(
+    spec: TrialSpec, kind: str, info: DataInfo, split_fingerprint: str, data_fingerprint: str,
+    runs_root: str | Path, device: torch.device,
+) -> tuple[nn.Module, dict]:
+    """The frozen teacher model (eval mode, no gradients) and its result record."""
+    folder = find_teacher(spec, kind, info, runs_root)
+    result = load_result(folder)
+    if result["split_fingerprint"] != split_fingerprint:
+        raise UserError(
+            f"teacher {folder} was trained on another split (fingerprint {result['split_fingerprint']}, "
+            f"student's {split_fingerprint}); retrain the teacher for this data set and seed"
+        )
+    if result["data_fingerprint"] != data_fingerprint or result["n_classes"] != info.n_classes:
+        raise UserError(
+            f"teacher {folder} was trained on other data content (fingerprint {result['data_fingerprint']}, "
+            f"student's {data_fingerprint}); retrain the teacher on this data: {train_command(teacher_spec(spec, kind, info), runs_root)}"
+        )
+    tspec = TrialSpec.from_dict(result["spec"])
+    cls = get_method(tspec.method)
+    options = tspec.options()
+    key = tspec.modality if cls.single_modality else FUSED
+    state = torch.load(folder / f"best_{key}.pt", map_location="cpu", weights_only=True)  # the deployable model only
+    with torch.device("meta"):  # no random init for weights about to be replaced (0.18 s of a student's start)
+        teacher = cls(info, tspec.modality, options).export(key)
+    teacher.load_state_dict(state, assign=True)
+    if any(t.is_meta for t in (*teacher.parameters(), *teacher.buffers())):  # a buffer the weights do not hold
+        teacher = cls(info, tspec.modality, options).export(key)
+        teacher.load_state_dict(state)
+    teacher = teacher.to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher, result

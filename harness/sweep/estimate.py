@@ -1,0 +1,128 @@
+"""``cmkd bench --dry-run``'s time estimate: what a plan costs in wall-clock time on the slots given.
+
+One student epoch of a data-set entry = its training images x the cost of one training image of a
+student step (stated, ``per_image_ms``, or measured here on random inputs of that entry's shape) x
+1.15 for the evaluation passes. Each trial costs its method's declared relative epoch cost x epochs of
+that; trials are list-scheduled on the slots (``schedule.simulate``: students after their teachers,
+the sweep's own launch order). No data are read: real data sets not on disk are planned from their
+declared sizes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from .bench_config import BenchConfig
+from .plan import EntryInfo, PlannedTrial, costs
+from .progress import clock
+from .schedule import Job, simulate
+
+EVAL_OVERHEAD = 1.15  # validation + test predictions per epoch, relative to the training pass
+REFERENCE_PIXELS = 224 * 224  # a stated per_image_ms is for 224 x 224 images (scaled by pixels to others)
+TRIAL_OVERHEAD_S = 1.5  # start-up, data loading, tracking and result files per trial (a smoke run on 2 CPUs)
+TRAIN_FRACTION = 0.7  # the protocol's training share (70/10/20), for entries planned from declared sizes
+
+
+def duration(seconds: float) -> str:
+    """``0:12`` / ``3:05:00`` / ``12.4 days``."""
+    return f"{seconds / 86400:.1f} days" if seconds >= 2 * 86400 else clock(seconds)
+
+
+def measure_image_seconds(entry: EntryInfo, batch: int, device) -> float:
+    """Seconds per training image of a student step (the unit every method's cost is declared in), on
+    random inputs of the entry's rich-modality shape: 1 warm-up and 3 timed steps."""
+    import torch
+
+    from cmkd.harness.engine.step import make_optimizer, train_step
+    from cmkd.methods import Batch, teacher_method
+
+    info = entry.info
+    cls = teacher_method("cross-modal")
+    method = cls(info, info.rich, cls.Options()).to(device).train()
+    opt = make_optimizer(method.param_groups(1e-4), 1e-4)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, info.channels[info.rich], *info.image_sizes[info.rich], generator=g).to(device)
+    y = torch.randint(0, info.n_classes, (batch,), generator=g).to(device)
+    times = []
+    for i in range(4):
+        t0 = time.perf_counter()
+        train_step(method, opt, Batch(x={info.rich: x}, y=y), 0, False, device.type)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return sorted(times)[1] / batch
+
+
+def plan_slots(cfg: BenchConfig, cpus: float | None, gpus: float | None) -> tuple[int, str]:
+    """Trials that run at once, and how that number came about."""
+    r = cfg.resources
+    if r.gpus_per_trial > 0:
+        if gpus is None:
+            import torch
+
+            seen = float(torch.cuda.device_count())
+            gpus = seen or 1.0
+            how = f"{gpus:g} GPU(s) {'visible here' if seen else 'assumed (none visible here; pass --gpus N)'}"
+        else:
+            how = f"{gpus:g} GPU(s)"
+        slots = int(gpus // r.gpus_per_trial)
+        how += f" / {r.gpus_per_trial:g} GPU per trial"
+        if cpus is not None:
+            slots = min(slots, int(cpus // r.cpus_per_trial))
+            how += f", {cpus:g} CPUs / {r.cpus_per_trial:g} per trial"
+    else:
+        given = cpus is not None
+        cpus = float(cpus if given else os.cpu_count() or 1)
+        slots = int(cpus // r.cpus_per_trial)
+        how = f"{cpus:g} CPUs{'' if given else ' here'} / {r.cpus_per_trial:g} per trial"
+    if cfg.max_concurrent and cfg.max_concurrent < slots:
+        slots, how = cfg.max_concurrent, how + f", max_concurrent {cfg.max_concurrent}"
+    return max(1, slots), how
+
+
+def estimate(plan: list[PlannedTrial], infos: dict[str, EntryInfo], cfg: BenchConfig, cpus: float | None = None,
+             gpus: float | None = None) -> str:
+    """Wall-clock time, trial-hours and the assumptions behind them (three lines)."""
+    import torch
+
+    from cmkd.harness.engine.data import load_data, split_for
+
+    slots, how = plan_slots(cfg, cpus, gpus)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    epoch_s, parts = {}, []
+    for entry in cfg.datasets:
+        e = infos[entry.key]
+        if e.source == "data":
+            data = load_data(entry.name, entry.root, entry.options)
+            n_train = len(split_for(data, cfg.seeds[0], cfg.train.split_rule, cfg.train.split).train)
+            where = f"{e.n_samples} samples on disk"
+        else:
+            n_train = int(round(TRAIN_FRACTION * e.n_samples))
+            where = f"declared {e.n_samples} samples, data not on disk"
+        if cfg.per_image_ms:  # stated at 224 x 224, scaled by pixel count
+            h, w = e.info.image_sizes[e.info.rich]
+            per_image, src = cfg.per_image_ms / 1000 * h * w / REFERENCE_PIXELS, f"stated {cfg.per_image_ms:g} ms at 224x224, scaled"
+        else:
+            batch = min(cfg.train.batch_size, 16 if device.type == "cpu" else cfg.train.batch_size)
+            per_image, src = measure_image_seconds(e, batch, device), f"measured on {device.type}"
+        epoch_s[entry.key] = n_train * per_image * EVAL_OVERHEAD
+        side = "x".join(map(str, e.info.image_sizes[e.info.rich]))
+        parts.append(f"{entry.key}: {n_train} training images ({where}) x {1000 * per_image:.2g} ms/image "
+                     f"({src}, {side} px {e.info.rich})")
+    cost = costs(plan, infos)
+    seconds = {p.trial_id: cost[p.trial_id] * epoch_s[p.data_key] + TRIAL_OVERHEAD_S for p in plan}
+    jobs = [Job(p.trial_id, seconds[p.trial_id], p.teacher_id, p.stage) for p in plan]
+    wall = simulate(jobs, slots) if jobs else 0.0
+    trial_h = sum(seconds.values()) / 3600
+    gpu_note = f" = {trial_h * cfg.resources.gpus_per_trial:.1f} GPU-hours" if cfg.resources.gpus_per_trial > 0 else ""
+    warn = ("; measured on this machine's CPU for a GPU plan: state per_image_ms for the GPU "
+            "(--set per_image_ms=X)" if cfg.resources.gpus_per_trial > 0 and device.type == "cpu" and not cfg.per_image_ms
+            else "")
+    return "\n".join([
+        f"time: {duration(wall)} wall-clock on {slots} slot(s) ({how}); {trial_h:.2f} trial-hours in all{gpu_note}",
+        "assumes: one student epoch = training images x ms/image x 1.15 (evaluation) with "
+        + "; ".join(parts) + f"; each method's declared cost relative to a student epoch; {TRIAL_OVERHEAD_S:g} s fixed "
+        "per trial; students start when their teacher ends; no failures or retries" + warn,
+    ])

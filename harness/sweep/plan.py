@@ -1,0 +1,206 @@
+"""The benchmark plan: config -> deduplicated trials in two stages, read from what methods declare.
+
+Stage 1 holds everything without a teacher: the cross-modal reference method on every modality (the
+STUDENT rows; on the rich modality it is also the cross-modal TEACHER: one trial, referenced twice),
+the multi-modal reference, and every standalone method (one joint run serves Tables 1 and 2) with its
+ablations. Stage 2 holds the distilled methods, each pointing at its teacher's trial id: it runs only
+once that teacher has finished. No method is known here by name.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, fields
+
+from cmkd.harness.engine.data import data_info, load_data
+from cmkd.harness.engine.folders import variant_of
+from cmkd.harness.engine.spec import TrialSpec, data_key
+from cmkd.harness.engine.teachers import teacher_spec
+from cmkd.methods import DataInfo, get_method, teacher_method
+
+from .bench_config import BenchConfig, DatasetEntry
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    spec: TrialSpec
+    stage: int
+    teacher_id: str | None = None
+    entry: str = ""  # the data-set entry's label (two entries of one data set are two table columns)
+
+    @property
+    def trial_id(self) -> str:
+        return self.spec.trial_id()
+
+    @property
+    def name(self) -> str:
+        s = self.spec
+        parts = [f"{s.dataset}-{self.entry}" if self.entry else s.dataset, s.method]
+        v = variant_of(s)
+        if v:
+            parts.append(v)
+        if s.modality:
+            parts.append(s.modality)
+        if s.scenario in ("cross-modal", "multi-modal"):
+            parts.append("xm" if s.scenario == "cross-modal" else "mm")
+        parts.append(f"s{s.seed}")
+        return "-".join(parts)
+
+    @property
+    def data_key(self) -> str:
+        """The data-set entry's key (``name`` or ``name:label``), as in the results and tables."""
+        return data_key(self.spec.dataset, self.entry)
+
+    def cost(self, info=None) -> float:
+        """Trial-epochs in student epochs (the method's declared relative cost)."""
+        s = self.spec
+        info = info or data_info(load_data(s.dataset, s.data_root, s.dataset_options))
+        return get_method(s.method).epoch_cost(info) * s.train.epochs
+
+
+def costs(plan: list[PlannedTrial], infos: dict[str, "EntryInfo"] | None = None) -> dict[str, float]:
+    """Every trial's :meth:`PlannedTrial.cost`, loading each data-set entry once (or from ``infos``)."""
+    known: dict[str, object] = {k: e.info for k, e in (infos or {}).items()}
+    out = {}
+    for p in plan:
+        if p.data_key not in known:
+            s = p.spec
+            known[p.data_key] = data_info(load_data(s.dataset, s.data_root, s.dataset_options))
+        out[p.trial_id] = p.cost(known[p.data_key])
+    return out
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """What the plan knows of one data-set entry: the method-facing description, the content fingerprint
+    ("" when planned from declared sizes), the sample count, and where the sizes came from."""
+
+    info: DataInfo
+    fingerprint: str
+    n_samples: int
+    source: str  # "data" or "declared"
+
+
+def entry_infos(cfg: BenchConfig, declared: bool = False) -> dict[str, EntryInfo]:
+    """Each entry's :class:`EntryInfo` from its data (a missing data folder fails here, naming the fix), or,
+    with ``declared`` and no data under the default root (no ``root`` given), from the data set's published
+    sizes."""
+    from cmkd.datasets import get_dataset
+    from cmkd.harness.engine.data import default_root
+
+    out = {}
+    for entry in cfg.datasets:
+        if declared and entry.root is None:  # a root given explicitly must exist, dry run or not
+            adapter = get_dataset(entry.name, root=default_root(entry.name), **entry.options)
+            shape = adapter.declared_shape()
+            if not adapter.found() and shape is not None:
+                n, sizes = shape
+                chans = adapter.modality_channels()
+                out[entry.key] = EntryInfo(DataInfo(entry.name, chans, sizes, len(adapter.class_names), adapter.rich),
+                                           "", n, "declared")
+                continue
+        data = load_data(entry.name, entry.root, entry.options)
+        out[entry.key] = EntryInfo(data_info(data), data.fingerprint(), data.n, "data")
+    return out
+
+
+def _has_option(cls, name: str) -> bool:
+    return name in {f.name for f in fields(cls.Options)}
+
+
+def build_plan(cfg: BenchConfig, infos: dict[str, EntryInfo] | None = None) -> list[PlannedTrial]:
+    """The deduplicated trials of ``cfg``; ``infos`` (a dry run's, possibly from declared sizes) instead of
+    loading each entry's data."""
+    infos = infos or entry_infos(cfg)
+    trials: dict[str, PlannedTrial] = {}
+    for entry in cfg.datasets:
+        for seed in cfg.seeds:
+            planner = EntrySeedPlanner(cfg, entry, infos[entry.key], seed)
+            for p in planner.references() + [p for name in cfg.methods for p in planner.method(name)]:
+                trials.setdefault(p.trial_id, p)
+    plan = sorted(trials.values(), key=lambda p: (p.stage, p.spec.dataset, p.entry, p.spec.seed, p.name))
+    ids = {p.trial_id for p in plan}
+    for p in plan:
+        assert p.teacher_id is None or p.teacher_id in ids, f"teacher of {p.name} is not planned"
+    return plan
+
+
+class EntrySeedPlanner:
+    """The trials of one data-set entry and seed, one helper per method role."""
+
+    def __init__(self, cfg: BenchConfig, entry: DatasetEntry, info: EntryInfo, seed: int) -> None:
+        self.cfg, self.entry, self.seed = cfg, entry, seed
+        self.info = info.info
+        self.content = info.fingerprint  # trials are tied to the content planned on; workers check it
+        self.scenarios = set(cfg.scenarios)
+        self.tables_1_2 = bool(self.scenarios & {"cross-modal", "multi-modal"})
+
+    def spec(self, method: str, modality: str | None = None, scenario: str = "single", **opts) -> TrialSpec:
+        options = {**self.cfg.method_options.get(method, {}), **opts}
+        e = self.entry
+        return TrialSpec(dataset=e.name, method=method, seed=self.seed, modality=modality, scenario=scenario,
+                         method_options=options, dataset_options=dict(e.options), data_root=e.root,
+                         train=self.cfg.train, data_fingerprint=self.content)
+
+    def trial(self, spec: TrialSpec, stage: int = 1, teacher: str | None = None) -> PlannedTrial:
+        return PlannedTrial(spec, stage, teacher, self.entry.label)
+
+    def per_modality(self, cls) -> list[str | None]:
+        return list(self.info.channels) if cls.single_modality else [None]
+
+    def references(self) -> list[PlannedTrial]:
+        """The STUDENT rows (the cross-modal reference on every modality, on the rich one also the cross-modal
+        TEACHER) and the multi-modal TEACHER, as the scenarios need them."""
+        out = []
+        if self.tables_1_2:
+            out += [self.trial(self.spec(teacher_method("cross-modal").name, m)) for m in self.info.channels]
+        if "multi-modal" in self.scenarios:
+            out.append(self.trial(self.spec(teacher_method("multi-modal").name)))
+        return out
+
+    def method(self, name: str) -> list[PlannedTrial]:
+        cls = get_method(name)
+        return {"reference": self.reference, "standalone": self.standalone, "distilled": self.distilled}[cls.role()](cls)
+
+    def reference(self, cls) -> list[PlannedTrial]:
+        return [self.trial(self.spec(cls.name, m)) for m in self.per_modality(cls)]
+
+    def standalone(self, cls) -> list[PlannedTrial]:
+        """One joint run for Tables 1-2, and one per selected ablation it declares."""
+        out = self.reference(cls) if self.tables_1_2 else []
+        if "ablation" in self.scenarios:
+            out += [self.trial(self.spec(cls.name, m, scenario="ablation", ablation=a))
+                    for a in self.cfg.ablations if a in cls.ablations for m in self.per_modality(cls)]
+        return out
+
+    def distilled(self, cls) -> list[PlannedTrial]:
+        """Every scenario it supports, every LSKD setting if it has the switch; each points at its teacher."""
+        lskd = [{"lskd": v} for v in self.cfg.lskd] if _has_option(cls, "lskd") else [{}]
+        targets = []
+        if "cross-modal" in self.scenarios and "cross-modal" in cls.teacher_kinds:
+            targets += [("cross-modal", m) for m in self.info.channels if m != self.info.rich]
+        if "multi-modal" in self.scenarios and "multi-modal" in cls.teacher_kinds:
+            targets += [("multi-modal", m) for m in self.info.channels]
+        out = []
+        for extra in lskd:
+            for scenario, m in targets:
+                s = self.spec(cls.name, m, scenario, **extra)
+                cls.check(self.info, m, s.options())
+                t = teacher_spec(s, scenario, self.info)
+                t = t.replace(method_options=dict(self.cfg.method_options.get(t.method, {})))
+                out.append(self.trial(s, 2, t.trial_id()))
+        return out
+
+
+def describe(plan: list[PlannedTrial]) -> str:
+    """Trials per stage and method, and the total trial-epochs (the first half of --dry-run)."""
+    lines = []
+    for stage in (1, 2):
+        part = [p for p in plan if p.stage == stage]
+        counts = Counter(p.spec.method + (f" ({p.spec.scenario})" if p.spec.scenario != "single" else "") for p in part)
+        title = "stage 1 (no teacher: reference and standalone methods)" if stage == 1 else "stage 2 (distilled students)"
+        lines.append(f"{title}: {len(part)} trials")
+        lines += [f"    {n:4d}  {k}" for k, n in sorted(counts.items())]
+    epochs = sum(p.spec.train.epochs for p in plan)
+    lines.append(f"total: {len(plan)} trials, {epochs} trial-epochs")
+    return "\n".join(lines)

@@ -1,0 +1,409 @@
+"""The sweep: a benchmark's plan run as Ray Tune trials, tracked in MLflow.
+
+One Tuner runs the whole plan; its searcher starts a student as soon as its own teacher has finished
+(``schedule.py``: no barrier between stage 1 and stage 2). Every trial is
+resumable on its own: the engine checkpoints into the trial folder by its policy (on storage every
+node sees), a finished trial leaves a record in the results store, and a rerun of the same
+benchmark skips finished trials, resumes unfinished ones, and never duplicates a result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import cmkd
+from cmkd.errors import Interrupted, UserError
+from cmkd.harness.engine.io import read_json, write_json
+from cmkd.harness.engine.locks import FolderLock
+from cmkd.plugins import plugins_from_env
+from cmkd.results.store import ResultsStore
+
+from .bench_config import BenchConfig
+from .console import terminal_to_log
+from .job import TrialJob, run_tracked_trial
+from .plan import PlannedTrial, build_plan, costs
+from .progress import LiveView, PlainView, Planned, Progress, wants_live
+from .schedule import Job, Ready
+
+BENCH_FILE = "bench.json"
+#: environment of Ray workers: few malloc arenas, so that reused workers do not accumulate freed memory
+WORKER_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1",
+              "MALLOC_ARENA_MAX": "2"}
+
+
+# ---- the trial, as a Ray Tune function trainable -------------------------------------------------
+def bench_trainable(config: dict[str, Any], jobs: dict[str, TrialJob]) -> None:
+    """Ray's side of a trial: the typed job in, per-epoch reports out; the work is :func:`run_tracked_trial`.
+
+    The search space holds trial ids only (Tune rewrites objects it finds in a space); the jobs travel
+    once through the object store (``tune.with_parameters``)."""
+    from ray import tune
+
+    job = jobs[config["trial"]]
+
+    def report(epoch_report) -> None:
+        tune.report({"epoch": epoch_report.epoch, "loss": epoch_report.losses.get("loss", float("nan")),
+                     "seconds": epoch_report.seconds, **{f"val_f1/{k}": v for k, v in epoch_report.val_f1.items()}})
+
+    try:
+        result = run_tracked_trial(job, report)
+    except UserError:
+        # bad input (a missing teacher, data that changed) fails the same way on every attempt: the job has
+        # recorded it as failed; ending normally keeps Tune from spending a retry on it
+        tune.report({"user_error": 1})
+        return
+    if result is None or result.reused:  # nothing trained: Tune still wants one report
+        tune.report({"finished": 1})
+
+
+# ---- progress: the Tune callback that feeds it ---------------------------------------------------------
+def _callback(progress: Progress, jobs: dict[str, TrialJob], on_end: Callable[[], None]):
+    from ray.tune import Callback
+
+    class ProgressCallback(Callback):
+        def on_trial_start(self, iteration, trials, trial, **info):
+            progress.start(trial.config["trial"])
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            progress.epoch(trial.config["trial"], result)
+
+        def on_step_end(self, iteration, trials, **info):
+            progress.view.refresh(progress)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            t = jobs[trial.config["trial"]]
+            rec = progress.store.get(t.trial_id) or t.new_record()
+            on_end()
+            if rec.status == "failed":  # a user error: recorded by the job, never retried
+                progress.end(t.trial_id, "failed", f"FAILED {t.name} (not retried: bad input): {rec.error or ''}"[:300])
+                return
+            f1 = ", ".join(f"{k} {100 * v['test_f1']:.1f}" for k, v in rec.outputs.items())
+            progress.end(t.trial_id, "finished", f"finished {t.name}: test F1 {f1} ({rec.wall_time_s or 0:.0f} s)")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            t = jobs[trial.config["trial"]]
+            rec = progress.store.get(t.trial_id)
+            progress.end(t.trial_id, "failed", f"FAILED {t.name} after {rec.attempts if rec else '?'} attempt(s): "
+                                               f"{(rec.error or '') if rec else ''}"[:200])
+
+    return ProgressCallback()
+
+
+# ---- the driver -------------------------------------------------------------------------------------
+@dataclass
+class BenchSummary:
+    out_dir: Path
+    experiment: str
+    tracking_uri: str
+    finished: int
+    failed: int
+    skipped: int
+    planned: int
+    wall_s: float
+    models: Any = None  # the kept weights (retention.kept_models)
+
+
+def bench_folder(cfg: BenchConfig, out: str | Path | None) -> Path:
+    return Path(out or Path("results") / cfg.name).resolve()
+
+
+def claim_bench(folder: Path, cfg: BenchConfig) -> None:
+    """A folder holds one benchmark config: a changed config is a new benchmark, not a silent mix."""
+    path = folder / BENCH_FILE
+    if path.exists():
+        other = read_json(path)
+        if other["config_hash"] != cfg.config_hash():
+            raise UserError(f"{folder} holds benchmark {other['name']!r} with another config (hash {other['config_hash']}, "
+                            f"this one {cfg.config_hash()}); pass --out NEW_FOLDER for a new benchmark")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json({"name": cfg.name, "config_hash": cfg.config_hash(), "config": cfg.to_dict(),
+                "code_version": cmkd.__version__}, path)
+
+
+def resolve_device(cfg: BenchConfig, cluster_gpus: float) -> BenchConfig:
+    import dataclasses
+
+    if cfg.resources.gpus_per_trial > 0 and cluster_gpus <= 0:
+        if not cfg.cpu_fallback:
+            raise UserError(f"the config asks for {cfg.resources.gpus_per_trial} GPU per trial but no GPU is visible; "
+                            "pass --cpu-fallback to run on CPU, or --set resources.gpus_per_trial=0")
+        return dataclasses.replace(cfg, resources=dataclasses.replace(cfg.resources, gpus_per_trial=0.0),
+                                   train=dataclasses.replace(cfg.train, device="cpu"))
+    return cfg
+
+
+class StopSignals:
+    """SIGINT / SIGTERM stop the benchmark honestly: Tune is asked to end the sweep (no new trial starts;
+    running trials write a checkpoint as they stop), what finished is kept, and the run ends with
+    :class:`Interrupted` (exit 130 / 143). A second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.fitting = False  # inside Tune's fit(): ask Tune to stop (SIGUSR1, its own stop signal)
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is not None:
+            raise Interrupted(self.signum, "interrupted twice: stopped at once; run the same command to resume")
+        self.signum = signum
+        if self.fitting:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        else:
+            raise Interrupted(signum, "interrupted before any trial started; run the same command to resume")
+
+    def __enter__(self) -> "StopSignals":
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # this handler, not Tune's, owns Ctrl-C
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def check_address(address: str | None) -> None:
+    """A malformed address, or an explicit HOST:PORT that does not answer, fails now (before anything is
+    written), not after a long connection retry."""
+    if not address or address == "auto" or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address takes auto, HOST:PORT or ray://HOST:PORT (what `ray start --head` prints), "
+                        f"got {address!r}")
+    if address and address != "auto" and ":" in address and "://" not in address:
+        import socket
+
+        host, port = address.rsplit(":", 1)
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot reach the Ray cluster at {address} ({exc}); start it with `ray start --head` "
+                            "and pass the address it prints, or drop --address to run locally") from None
+
+
+def init_ray(address: str | None, env: dict[str, str]):
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    try:
+        runtime_env = {"env_vars": env}
+        if address:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        else:
+            # "local": a new instance of this machine's CPUs, never whatever Ray happens to run here (without
+            # it, ray.init attaches to any running instance it finds, and then refuses num_cpus)
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+                     object_store_memory=256 * 2**20, runtime_env=runtime_env, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UserError(f"cannot start or reach Ray{' at ' + address if address else ''} ({exc}); "
+                        "check the address (ray start --head prints it) or drop --address to run locally") from None
+    return ray
+
+
+def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | None = None,
+              tracking_uri: str | None = None, say: Callable[[str], None] | None = None, inject_failure: str = "",
+              quiet: bool = False) -> BenchSummary:
+    """Run (or resume) a benchmark. ``say`` receives plain progress lines (None: the terminal, as a live
+    view when it is one). ``quiet``: what Ray, Tune and MLflow print goes to ``<out>/logs/driver.log``."""
+    from .tracking import check_uri, default_uri
+
+    t_start = time.time()
+    folder = bench_folder(cfg, out)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--out {folder} is a file; pass a folder")
+    uri = tracking_uri or default_uri(folder)
+    check_uri(uri)
+    plan = build_plan(cfg)  # validates data, methods and teachers before anything starts
+    if cfg.resources.gpus_per_trial > 0 and not address:
+        import torch
+
+        cfg = resolve_device(cfg, float(torch.cuda.device_count()))
+    check_address(address)
+    with FolderLock(folder, "bench") as lock, contextlib.ExitStack() as stack:
+        term = stack.enter_context(terminal_to_log(folder / "logs" / "driver.log")) if quiet else sys.stdout
+        live = say is None and wants_live(term)  # a caller's own line printer always gets plain lines
+        say = say or (lambda text: print(text, file=term, flush=True))
+        view = LiveView(term) if live else PlainView(say)
+        stack.callback(lambda: view.close(None))
+        line = view.say if isinstance(view, LiveView) else say
+        if quiet:
+            line(f"Ray, Tune and MLflow messages: {folder / 'logs' / 'driver.log'}")
+        try:
+            ray = init_ray(address, WORKER_ENV)
+        except UserError:
+            lock.discard_if_new()
+            raise
+        with StopSignals() as stop:  # after ray.init, whose core installs a SIGTERM handler of its own
+            claim_bench(folder, cfg)
+            return _run_locked(cfg, plan, folder, uri, address, ray, stop, view, line, t_start, inject_failure)
+
+
+def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: str, address: str | None, ray,
+                stop: StopSignals, view, say: Callable[[str], None], t_start: float,
+                inject_failure: str = "") -> BenchSummary:
+    from .retention import MODELS_FILE, kept_models, prune
+    from .tracking import setup_experiment
+
+    experiment = f"cmkd-{cfg.name}-{cfg.config_hash()}"
+    exp_id = setup_experiment(uri, experiment, folder / "mlartifacts", {"config_hash": cfg.config_hash(),
+                                                                        "profile": cfg.name})
+    if address and cfg.resources.gpus_per_trial > 0:
+        cfg = resolve_device(cfg, float(ray.cluster_resources().get("GPU", 0)))
+    store = ResultsStore(folder / "results")
+    runs_root = folder / "runs"
+    done = {p.trial_id for p in plan if store.status(p.trial_id) == "finished"}
+    say(f"benchmark {cfg.name} ({cfg.config_hash()}): {len(plan)} trials planned, {len(done)} already finished; "
+        f"output {folder}")
+    todo = [p for p in plan if p.trial_id not in done]
+    slots = cfg.max_concurrent or cluster_slots(cfg)
+    cost = costs(todo)
+    progress = Progress({p.trial_id: Planned(p.name, cost[p.trial_id], p.spec.train.epochs, p.data_key, p.teacher_id,
+                                             p.spec.method) for p in todo}, store, slots, view)
+    if todo and address:  # on a cluster: every node must see this folder and the data before anything starts
+        from .preflight import check_nodes
+
+        say(f"preflight: {check_nodes(ray, folder, cfg)} Ray nodes see {folder} and the data")
+    pruning = (lambda: prune(store)) if cfg.keep_weights == "best" else (lambda: None)
+    if todo and stop.signum is None:
+        say(f"{len(todo)} trials to run on {slots} slot(s); a student starts as soon as its own teacher has finished")
+        stop.fitting = True
+        try:
+            run_trials(todo, cfg, folder, runs_root, uri, exp_id, progress, cost, pruning, inject_failure)
+        finally:
+            stop.fitting = False
+            view.close(progress)
+    pruning()
+    models = kept_models(store)
+    models.to_csv(folder / MODELS_FILE, index=False)
+    store.write_parquet(folder / "results.parquet")
+    store.write_history(folder / "history.parquet")
+    statuses = [store.status(p.trial_id) for p in plan]
+    if stop.signum is not None:
+        raise Interrupted(stop.signum, f"interrupted: {statuses.count('finished')}/{len(plan)} trials finished "
+                                       f"(kept in {folder}); run the same command to resume")
+    summary = BenchSummary(folder, experiment, uri, statuses.count("finished"), statuses.count("failed"),
+                           statuses.count("skipped"), len(plan), time.time() - t_start, models=models)
+    best = progress.best()
+    if best != progress.last_best:
+        say(best)
+    return summary
+
+
+def make_job(p: PlannedTrial, cfg: BenchConfig, folder: Path, runs_root: Path, uri: str, exp_id: str,
+             inject_failure: str = "") -> TrialJob:
+    from cmkd.methods import get_method
+
+    spec = p.spec
+    if spec.train != cfg.train:  # resolve_device may have moved the benchmark to CPU
+        spec = spec.replace(train=cfg.train)
+    return TrialJob(trial_id=p.trial_id, name=p.name, stage=p.stage, spec=spec, teacher_id=p.teacher_id,
+                    runs_root=str(runs_root), results_dir=str(folder / "results"), tracking_uri=uri,
+                    experiment_id=exp_id, config_hash=cfg.config_hash(), bench=cfg.name,
+                    cpus=cfg.resources.cpus_per_trial, log_checkpoints=cfg.log_checkpoints,
+                    keep_weights=cfg.keep_weights in ("all", "best") or get_method(spec.method).teaches is not None,
+                    plugins=(*plugins_from_env(), *cfg.plugins), entry=p.entry,
+                    fail_before_training=bool(inject_failure) and inject_failure in p.name)
+
+
+def _searcher(todo: list[PlannedTrial], jobs: dict[str, TrialJob], progress: Progress, cost: dict[str, float]):
+    """Ray Tune's view of :class:`schedule.Ready`: the planned trials in launch order, each suggested once
+    its teacher's trial has ended (no stage barrier); the students of a teacher that failed are skipped."""
+    from ray.tune.search import Searcher
+
+    ready = Ready([Job(p.trial_id, cost[p.trial_id], p.teacher_id, p.stage) for p in todo])
+    store = progress.store
+
+    class AfterTeacher(Searcher):
+        def __init__(self) -> None:
+            super().__init__()
+            self.live: dict[str, str] = {}  # Tune's trial id -> the plan's
+
+        def set_search_properties(self, metric, mode, config, **spec) -> bool:
+            return True
+
+        def suggest(self, trial_id: str):
+            while (job := ready.next()) is not None:
+                if job.teacher and store.status(job.teacher) != "finished":
+                    ready.ended(job.id)
+                    store.put(jobs[job.id].new_record().skipped(f"teacher {job.teacher} did not finish"))
+                    progress.end(job.id, "skipped", f"skipped {jobs[job.id].name}: its teacher did not finish")
+                    continue
+                self.live[trial_id] = job.id
+                return {"trial": job.id}
+            return None if ready.pending else Searcher.FINISHED
+
+        def on_trial_complete(self, trial_id: str, result=None, error: bool = False) -> None:
+            if trial_id in self.live:
+                ready.ended(self.live.pop(trial_id))
+
+        def save(self, checkpoint_path: str) -> None:
+            pass  # nothing to keep: a rerun rebuilds the plan and reads what finished from the results store
+
+        def restore(self, checkpoint_path: str) -> None:
+            pass
+
+    return AfterTeacher()
+
+
+def cluster_slots(cfg: BenchConfig) -> int:
+    """How many trials the Ray cluster can run at once with the config's resources per trial."""
+    import ray
+
+    have = ray.cluster_resources()
+    slots = have.get("CPU", 1.0) // cfg.resources.cpus_per_trial
+    if cfg.resources.gpus_per_trial > 0:
+        slots = min(slots, have.get("GPU", 0.0) // cfg.resources.gpus_per_trial)
+    return max(1, int(slots))
+
+
+def run_trials(todo: list[PlannedTrial], cfg: BenchConfig, folder: Path, runs_root: Path, uri: str, exp_id: str,
+               progress: Progress, cost: dict[str, float], on_end: Callable[[], None], inject_failure: str = "") -> None:
+    """One Tuner for the whole plan; its searcher starts each trial once the trial's teacher has ended."""
+    from ray import tune
+
+    jobs = {p.trial_id: make_job(p, cfg, folder, runs_root, uri, exp_id, inject_failure) for p in todo}
+    trainable = tune.with_resources(tune.with_parameters(bench_trainable, jobs=jobs),
+                                    {"cpu": cfg.resources.cpus_per_trial, "gpu": cfg.resources.gpus_per_trial})
+    tuner = tune.Tuner(
+        trainable,
+        # a custom searcher gets one pending trial at a time unless a concurrency limit is set: set it to
+        # the slots the cluster has (or the config's max_concurrent), so that every slot gets a trial
+        tune_config=tune.TuneConfig(search_alg=_searcher(todo, jobs, progress, cost), num_samples=len(jobs),
+                                    max_concurrent_trials=cfg.max_concurrent or cluster_slots(cfg), reuse_actors=True,
+                                    trial_name_creator=lambda t: f"{jobs[t.config['trial']].name}-{t.trial_id}",
+                                    trial_dirname_creator=lambda t: f"{t.config['trial']}-{t.trial_id}"),
+        run_config=tune.RunConfig(name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}",
+                                  storage_path=str(folder / "ray"), verbose=0, callbacks=[_callback(progress, jobs, on_end)],
+                                  failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+                                  log_to_file=True),
+    )
+    tuner.fit()
+
+
+def dry_run(cfg: BenchConfig, say: Callable[[str], None] = print, cpus: float | None = None,
+            gpus: float | None = None) -> list[PlannedTrial]:
+    """The plan and its wall-clock estimate, without training; real data sets missing from disk are
+    planned from their declared sizes."""
+    from .estimate import estimate
+    from .plan import describe, entry_infos
+
+    infos = entry_infos(cfg, declared=True)
+    plan = build_plan(cfg, infos)
+    say(f"benchmark {cfg.name} ({cfg.config_hash()}), seeds {list(cfg.seeds)}, {cfg.train.epochs} epochs, "
+        f"batch {cfg.train.batch_size}")
+    say(describe(plan))
+    say(estimate(plan, infos, cfg, cpus, gpus))
+    return plan

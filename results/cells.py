@@ -1,0 +1,216 @@
+"""Table cells in long form: one row per (table, data-set entry, column, row key, seed) with the F1 in
+percent, from a benchmark's results rows, an MLflow experiment's runs, or the paper's own numbers.
+
+Row keys: ``TEACHER`` and ``STUDENT`` (the reference methods' trials), ``<method>|<variant>`` for a
+distilled method, ``<method>`` for a standalone method, ``<method>:<ablation>`` for an ablation.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cmkd.errors import UserError, nearest
+from cmkd.harness.engine.spec import data_key
+from cmkd.methods import FUSED
+
+from .record import SELECTIONS
+
+TITLES = {1: "Table 1: cross-modal scenario (teacher on the rich modality), weighted F1 (%)",
+          2: "Table 2: multi-modal scenario (two-branch teacher), weighted F1 (%)",
+          3: "Table 3: DisCoM-KD loss ablation, weighted F1 (%)",
+          4: "Table 4: DisCoM-KD representation ablation, weighted F1 (%)"}
+#: the row keys of the reference rows (every other row key is a method's: ``m|variant``, ``m``, ``m:ablation``)
+TEACHER, STUDENT = "TEACHER", "STUDENT"
+#: (dataset, column) of a printed average in the paper's numbers (``dataset=all, modality=avg``)
+PRINTED_AVG = ("all", "avg")
+#: tables with an Avg column (the paper prints one for Tables 3 and 4)
+AVG_TABLES = (3, 4)
+
+
+def _registered(key: str):
+    from cmkd.datasets import DATASETS
+
+    return DATASETS.get(key.split(":", 1)[0])
+
+
+def rich_modality(dataset: str) -> str | None:
+    cls = _registered(dataset)
+    return cls.rich if cls is not None and cls.rich else None
+
+
+def dataset_label(dataset: str) -> str:
+    cls = _registered(dataset)
+    name, _, entry = dataset.partition(":")
+    label = (cls.label if cls is not None else "") or name
+    return f"{label} ({entry})" if entry else label
+
+
+def _method(name: str):
+    """The registered method class, or None for results of a method not registered here (its rows still show)."""
+    from cmkd.methods import METHODS
+
+    return METHODS.get(name)
+
+
+def _reference(kind: str) -> str:
+    from cmkd.methods import teacher_method
+
+    return teacher_method(kind).name
+
+
+def _blank(v) -> bool:
+    return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
+
+
+def ablation_table(method: str, ablation: str) -> int:
+    cls = _method(method)
+    return cls.ablations[ablation][0] if cls is not None and ablation in cls.ablations else AVG_TABLES[0]
+
+
+def full_row_tables(method: str) -> list[int]:
+    """The ablation tables where a standalone method's full row appears (those its ablations land in)."""
+    cls = _method(method)
+    return sorted({t for t, _ in cls.ablations.values()}) if cls is not None else []
+
+
+def cells_from_results(rows: pd.DataFrame, selection: str = "best-val") -> pd.DataFrame:
+    """Results rows (one per trial output) -> table cells: table, dataset, column, row, seed, f1 (%).
+
+    ``selection`` picks the test F1 of each output: at the best validation epoch (the protocol), at the
+    last epoch, or the oracle (best test epoch). Row keys: ``TEACHER`` and ``STUDENT`` (the reference
+    methods' trials), ``<method>|<variant>`` for a distilled method, ``<method>`` for a standalone method,
+    ``<method>:<ablation>`` for an ablation. ``dataset`` is the column group's key (``data_key``)."""
+    if selection not in SELECTIONS:
+        raise UserError(f"unknown selection {selection!r}{nearest(selection, list(SELECTIONS))}; valid: "
+                        f"{', '.join(SELECTIONS)}")
+    df = rows[rows.status == "finished"].copy()
+    if df.empty:
+        return pd.DataFrame(columns=["table", "dataset", "column", "row", "seed", "f1"])
+    column = SELECTIONS[selection]
+    if column not in df or df[column].isna().any():
+        raise UserError(f"--selection {selection}: {int(df[column].isna().sum()) if column in df else len(df)} "
+                        "result(s) have no last-epoch or oracle test F1 (trials run before cmkd-bench recorded the "
+                        "test F1 of every epoch); use --selection best-val, or rerun those trials")
+    df["test_f1"] = df[column]
+    if "entry" not in df:
+        df["entry"] = ""
+    df["data"] = [data_key(d, e) for d, e in zip(df.dataset, df.entry)]
+    out = []
+    for ds, sub in df.groupby("data"):
+        rich = rich_modality(ds)
+        mods = sorted(set(sub.modality) - {FUSED, None}, key=lambda m: (m != rich, m))
+        if rich is None and mods:
+            rich = mods[0]
+        for r in sub.itertuples():
+            base = {"dataset": ds, "seed": int(r.seed), "f1": 100 * float(r.test_f1)}
+            out += [{**base, **place} for place in _places(r, rich, mods)]
+    return pd.DataFrame(out)
+
+
+def _places(r, rich: str, mods: list[str]) -> list[dict]:
+    """Where one result row lands: (table, column, row key) for each cell it fills."""
+    poor = [m for m in mods if m != rich]
+    if r.method == _reference("cross-modal"):  # STUDENT of its modality; on the rich one also the TEACHER
+        own = [{"table": 1, "column": r.modality, "row": STUDENT}] if r.modality != rich else \
+            [{"table": 1, "column": m, "row": TEACHER} for m in poor]
+        return own + [{"table": 2, "column": r.modality, "row": STUDENT}]
+    if r.method == _reference("multi-modal"):
+        return [{"table": 2, "column": m, "row": TEACHER} for m in mods]
+    if r.scenario in ("cross-modal", "multi-modal"):
+        return [{"table": 1 if r.scenario == "cross-modal" else 2, "column": r.modality, "row": f"{r.method}|{r.variant}"}]
+    if r.scenario == "ablation":
+        return [{"table": ablation_table(r.method, r.variant), "column": r.modality, "row": f"{r.method}:{r.variant}"}]
+    if _blank(r.variant):  # a standalone method's full run: Tables 1 and 2, and its ablation tables
+        tables = ([1] if r.modality != rich else []) + [2] + full_row_tables(r.method)
+        return [{"table": t, "column": r.modality, "row": r.method} for t in tables]
+    return []
+
+
+def cells_from_paper(path: str | Path | None = None) -> pd.DataFrame:
+    """The paper's numbers (``results/paper-tables.csv``) as cells (one 'seed': the published mean)."""
+    from cmkd.results import paper_tables_path
+
+    df = pd.read_csv(path or paper_tables_path(), keep_default_na=False)
+    out = []
+    for r in df.itertuples():
+        cls = _method(r.method)
+        if r.method.upper() in (TEACHER, STUDENT):  # the paper's reference rows
+            row = r.method.upper()
+        elif cls is not None and r.variant in cls.ablations:
+            row = f"{r.method}:{r.variant}"
+        elif cls is not None and cls.role() == "distilled":
+            row = f"{r.method}|{'lskd' if r.variant == 'lskd' else 'orig'}"
+        else:
+            row = r.method
+        cols = [r.modality]
+        if r.dataset == PRINTED_AVG[0]:  # the paper's printed Avg column (Tables 3 and 4)
+            cols = [PRINTED_AVG[1]]
+        elif r.modality == FUSED:  # the multi-modal teacher spans its data set's columns
+            cols = sorted(set(df[(df.table == 2) & (df.dataset == r.dataset) & (df.modality != "all")].modality))
+        out += [{"table": int(r.table), "dataset": r.dataset, "column": c, "row": row, "seed": 0, "f1": float(r.f1),
+                 "published": True} for c in cols]
+    return pd.DataFrame(out)
+
+
+def load_rows(folder: str | Path) -> pd.DataFrame:
+    from .store import ResultsStore
+
+    folder = Path(folder)
+    if not (folder / "results").is_dir() or not list((folder / "results").glob("*.json")):
+        raise UserError(f"{folder} holds no results (no results/*.json); run cmkd bench --out {folder} first")
+    bench = folder / "bench.json"
+    if bench.is_file():  # methods registered by the benchmark's plugins label their rows
+        from cmkd.harness.engine.io import read_json
+        from cmkd.plugins import load_plugins
+
+        load_plugins(tuple(read_json(bench).get("config", {}).get("plugins", ())))
+    rows = ResultsStore(folder / "results").rows()
+    hashes = set(rows.config_hash.dropna())
+    if len(hashes) > 1:
+        raise UserError(f"{folder} mixes results of {len(hashes)} benchmark configs ({', '.join(sorted(hashes))}); "
+                        "build tables from one benchmark folder each")
+    return rows
+
+
+def rows_from_mlflow(uri: str, experiment: str) -> pd.DataFrame:
+    try:
+        df = finished_runs(uri, experiment)
+    except UserError:
+        raise
+    except Exception as exc:  # a store MLflow cannot read
+        raise UserError(f"cannot read MLflow experiment {experiment!r} at {uri} ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200]})") from None
+    if df.empty:
+        raise UserError(f"MLflow experiment {experiment!r} has no finished runs")
+    out = []
+    for _, r in df.iterrows():
+        for col in df.columns:
+            if col.startswith("metrics.test_f1/") and not pd.isna(r[col]):
+                key = col[len("metrics.test_f1/"):]
+                entry = r.get("tags.entry", "")
+                out.append({"dataset": r["tags.dataset"], "entry": entry if isinstance(entry, str) else "",
+                            "scenario": r["tags.scenario"], "method": r["tags.method"],
+                            "variant": r.get("tags.variant", "") or "", "modality": key, "seed": int(r["tags.seed"]),
+                            "test_f1": float(r[col]), "test_f1_last": r.get(f"metrics.last_test_f1/{key}", np.nan),
+                            "test_f1_oracle": r.get(f"metrics.oracle_test_f1/{key}", np.nan),
+                            "status": "finished", "trial_id": r["tags.trial_id"],
+                            "teacher_id": r.get("tags.teacher_id", ""), "wall_time_s": r.get("metrics.wall_time_s", 0.0),
+                            "images_per_s": np.nan, "config_hash": r.get("tags.config_hash")})
+    return pd.DataFrame(out)
+
+
+def finished_runs(uri: str, experiment: str):
+    """Runs of an experiment as a DataFrame (latest FINISHED per trial)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        raise UserError(f"MLflow experiment {experiment!r} does not exist at {uri}")
+    df = mlflow.search_runs(experiment_ids=[exp.experiment_id], filter_string="attributes.status = 'FINISHED'",
+                            order_by=["attributes.start_time DESC"])
+    return df.drop_duplicates("tags.trial_id") if len(df) else df

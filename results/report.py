@@ -1,0 +1,161 @@
+"""A benchmark's whole report: Tables 1-4 in every format, plots, the statistics file and the cost table,
+written into one folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cmkd.errors import UserError
+from cmkd.harness.engine.spec import data_key
+
+from .cells import AVG_TABLES, PRINTED_AVG, cells_from_paper, cells_from_results, dataset_label, load_rows
+from .plots import plot
+from .record import SELECTIONS
+from .render import latex, render
+from .stats import ALPHA
+from .tables import build_table, dataset_order, has_results, row_names, wide_frame
+
+
+def cost_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Wall time and images/s per data set and method; a student's cost includes its teacher's,
+    DisCoM-KD's one joint run is counted once (not per modality)."""
+    df = rows[rows.status == "finished"].drop_duplicates("trial_id").copy()
+    if df.empty:
+        return pd.DataFrame()
+    if "entry" in df:
+        df["dataset"] = [data_key(d, e) for d, e in zip(df.dataset, df.entry)]
+    wall = df.set_index("trial_id").wall_time_s.to_dict()
+    df["teacher_s"] = df.teacher_id.map(lambda t: wall.get(t, 0.0) if isinstance(t, str) and t else 0.0)
+    df["total_s"] = df.wall_time_s + df.teacher_s
+    df["row"] = df.apply(lambda r: r.method + (f" ({r.variant})" if isinstance(r.variant, str) and r.variant else "")
+                         + (f" [{r.scenario}]" if r.scenario in ("cross-modal", "multi-modal") else ""), axis=1)
+    g = df.groupby(["dataset", "row"]).agg(trials=("trial_id", "count"), own_s=("wall_time_s", "mean"),
+                                           with_teacher_s=("total_s", "mean"), images_per_s=("images_per_s", "mean"))
+    return g.round(2).reset_index()
+
+
+def stats_frame(rows: pd.DataFrame, tables: tuple[int, ...] = (1, 2, 3, 4), selection: str = "best-val") -> pd.DataFrame:
+    """One line per table cell: mean, sample std, n, 95% t interval, paired p against STUDENT and its
+    Holm correction within the column (Tables 1-2), and the selection gaps: the same cell with the
+    last epoch's and the oracle's (best test epoch) test F1, minus the protocol's."""
+    main = cells_from_results(rows, selection)
+    others = {}
+    for sel in SELECTIONS:
+        if sel != selection:
+            try:
+                others[sel] = cells_from_results(rows, sel)
+            except UserError:  # results that predate the per-epoch record: no gap
+                pass
+    keys = ["table", "dataset", "column", "row"]
+    out = []
+    for n in tables:
+        if not has_results(main, n):
+            continue
+        table = build_table(main, n)
+        names = dict(zip([k for k, _, _ in table.rows], row_names(table)))
+        for key, _, _ in table.rows:
+            for col in table.columns:
+                c = table.cells[(key, col)]
+                if c.mean is None:
+                    continue
+                v = main[(main.table == n) & (main.row == key) & (main.dataset == col[0]) & (main.column == col[1])].f1
+                line = {"table": n, "dataset": col[0], "column": col[1], "row": key, "label": names[key],
+                        "selection": selection, "n": len(v), "mean": float(v.mean()),
+                        "std": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
+                        "ci95_low": c.ci[0] if c.ci else float("nan"), "ci95_high": c.ci[1] if c.ci else float("nan"),
+                        "p_vs_student": c.p_value, "p_holm": c.p_holm, "significant": c.significant}
+                for sel, cells in others.items():
+                    w = cells[(cells.table == n) & (cells.row == key) & (cells.dataset == col[0]) & (cells.column == col[1])].f1
+                    tag = sel.replace("-", "_")
+                    line[f"mean_{tag}"] = float(w.mean()) if len(w) else float("nan")
+                    line[f"gap_{tag}"] = line[f"mean_{tag}"] - line["mean"]
+                out.append(line)
+    df = pd.DataFrame(out)
+    return df.sort_values(keys, kind="stable").reset_index(drop=True) if len(df) else df
+
+
+def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = None, std: bool = False,
+                 compare: bool = False, tables: tuple[int, ...] = (1, 2, 3, 4), echo=print,
+                 selection: str = "best-val", rows_file: bool = True) -> Path:
+    """Tables 1-4 in every format, plots, statistics and costs into ``out``. ``rows_file``: also write the
+    rows as ``results.parquet`` (a benchmark writes its own once, at its root)."""
+    out.mkdir(parents=True, exist_ok=True)
+    paper = cells_from_paper() if compare else None
+    md, tex, missing, mismatches = [], [], [], []
+    for n in tables:
+        if not has_results(cells, n):
+            missing.append(f"table {n}: no results" + (" (no ablation ran)" if n in AVG_TABLES else ""))
+            for stale in (out / f"table{n}.csv", out / f"table{n}.png"):  # from an earlier rendering
+                stale.unlink(missing_ok=True)
+            continue
+        t = build_table(cells, n, paper)
+        echo(render(t, "terminal", std, compare) + "\n")
+        md.append(render(t, "markdown", std, compare))
+        tex.append(latex(t, std, compare))
+        wide_frame(t).to_csv(out / f"table{n}.csv")
+        plot(t, out / f"table{n}.png", published=rows is None)
+        gaps = t.missing()
+        if gaps:
+            missing.append(f"table {n}: {len(gaps)} missing cell(s), e.g. {', '.join(gaps[:3])}")
+        mismatches += t.average_mismatches()
+    no_paper = paper_gaps(cells, paper)
+    notes = [cells_note(selection), *no_paper]
+    if mismatches:
+        notes.append("Avg as printed in the paper; where it differs from the mean of the printed cells: "
+                     + "; ".join(mismatches) + " (the paper presumably averaged unrounded values).")
+    (out / "tables.md").write_text("\n\n".join(md + notes) + "\n")
+    (out / "tables.tex").write_text("% cmkd-bench tables; LaTeX packages: booktabs\n\n" + "\n\n".join(tex) + "\n")
+    cells.to_csv(out / "cells.csv", index=False)
+    if rows is not None:
+        if rows_file:
+            rows.to_parquet(out / "results.parquet", engine="pyarrow", index=False)
+        write_statistics(rows, out, tables, selection, echo)
+    for m in missing:
+        echo(f"missing: {m}")
+    for m in mismatches + no_paper:
+        echo(f"note: {m}")
+    return out
+
+
+def cells_note(selection: str) -> str:
+    """What a cell of tables.md shows, under the selection rule in force."""
+    chosen = {"best-val": "at each output's best validation epoch (the protocol)", "last": "at the last epoch",
+              "oracle": "at the best test epoch (oracle selection: an upper bound, not a result)"}[selection]
+    return (f"Cells: mean test weighted F1 (%) over seeds, {chosen}; arrows against STUDENT of the same column; "
+            "best distilled result of each column in bold; 'ns': not significant in a paired t-test across seeds "
+            f"against STUDENT, Holm-corrected within the column (alpha {ALPHA}); 'untested': no such test was possible "
+            "(fewer than two seeds paired with STUDENT); '-': missing. "
+            "Per-cell statistics (sample std, n, 95% t interval, p, Holm p, selection gaps): stats.csv.")
+
+
+def paper_gaps(cells: pd.DataFrame, paper: pd.DataFrame | None) -> list[str]:
+    """With --compare-paper, a note naming the data sets the paper has no numbers for."""
+    absent = sorted({d for d in cells.dataset if paper is not None and d not in set(paper.dataset)
+                     and d != PRINTED_AVG[0]}, key=dataset_order)
+    return [f"'/ -' in {', '.join(dataset_label(d) for d in absent)} columns: the paper reports no numbers for "
+            f"{'this data set' if len(absent) == 1 else 'these data sets'} (--compare-paper compares with "
+            "SUNRGBD, EuroSat-MS-SAR and TRISTAR only)"] if absent else []
+
+
+def write_statistics(rows: pd.DataFrame, out: Path, tables: tuple[int, ...], selection: str, echo) -> None:
+    """stats.csv/.parquet (per cell) and the cost table (cost.csv, cost.md, echoed)."""
+    from tabulate import tabulate
+
+    st = stats_frame(rows, tables, selection)
+    st.to_csv(out / "stats.csv", index=False)
+    st.to_parquet(out / "stats.parquet", engine="pyarrow", index=False)
+    ct = cost_table(rows)
+    if ct.empty:
+        return
+    ct.to_csv(out / "cost.csv", index=False)
+    text = tabulate(ct.values.tolist(), headers=list(ct.columns), tablefmt="github", floatfmt=".2f")
+    (out / "cost.md").write_text("Cost per trial (seconds; with_teacher_s adds the teacher's trial)\n\n" + text + "\n")
+    echo("Cost per trial (wall seconds, teacher included for distilled students)\n"
+         + tabulate(ct.values.tolist(), headers=list(ct.columns), tablefmt="simple", floatfmt=".2f") + "\n")
+
+
+def write_all_tables(bench_folder: str | Path, echo=print) -> Path:
+    rows = load_rows(bench_folder)
+    return write_report(cells_from_results(rows), Path(bench_folder) / "tables", rows, echo=echo, rows_file=False)
