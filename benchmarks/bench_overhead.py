@@ -26,7 +26,9 @@ import time
 from pathlib import Path
 
 
-def analyse(folder: Path, wall: float) -> None:
+def analyse(folder: Path, wall: float | None = None) -> None:
+    """Where the time of a finished benchmark went; ``wall``: the command's measured wall time (None: from
+    the trial records, first start to last end: the sweep itself, without Ray's start and the tables)."""
     from cmkd.results.store import ResultsStore
 
     cfg = json.loads((folder / "bench.json").read_text())["config"]
@@ -34,6 +36,9 @@ def analyse(folder: Path, wall: float) -> None:
     recs = [r for r in ResultsStore(folder / "results").records() if r.status == "finished" and r.started_at is not None]
     if not recs:
         raise SystemExit(f"{folder}: no finished trial with timings (run by this version of cmkd)")
+    if wall is None:
+        wall = max(r.ended_at for r in recs) - min(r.started_at for r in recs)
+        print(f"{folder}: wall time from the trial records (first start to last end); --wall gives the command's")
     train = sum(r.train_time_s for r in recs)
     epochs = sum(r.wall_time_s for r in recs)
     ckpt = sum(r.checkpoint_s for r in recs)
@@ -60,7 +65,7 @@ def main() -> None:
     ap.add_argument("--wall", type=float, default=None, help="with --analyse: its measured wall time, s")
     args = ap.parse_args()
     if args.analyse:
-        analyse(args.analyse, args.wall or float("nan"))
+        analyse(args.analyse, args.wall)
         return
     out = args.out or Path(tempfile.mkdtemp()) / "bench"
     cmd = [sys.executable, "-m", "cmkd", "bench", "--profile", args.profile, "--out", str(out)]

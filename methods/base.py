@@ -31,6 +31,9 @@ class DataInfo:
     image_sizes: dict[str, tuple[int, int]]
     n_classes: int
     rich: str
+    #: the encoders' base width every network of the trial is built with (``train.width``; 64: the paper's
+    #: ResNet-18). Not a property of the data, but what a method needs beside it to build its networks.
+    width: int = 64
 
 
 @dataclass

@@ -81,7 +81,7 @@ class C2KD(DistilledStudent):
         if o.train_teacher:  # the fine-tuned copy is ours (trained, checkpointed); the loaded teacher stays as it is
             net = copy.deepcopy(teacher) if teacher is not None else build_teacher_network(info, teacher_kind or "cross-modal")
             self.teacher_net = net.requires_grad_(True)
-        channels = stage_shape(info.channels[modality], info.image_sizes[modality], o.proxy_stage)[0]
+        channels = stage_shape(info.channels[modality], info.image_sizes[modality], o.proxy_stage, info.width)[0]
         self.student_proxy = Proxy(channels, info.n_classes)
         self.teacher_proxy = Proxy(channels, info.n_classes)
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import FEATURE_DIM
+from .backbones import feature_dim
 from .base import DataInfo, MethodOptions
 from .crd_losses import contrast_scores, momentum_update, negatives_per_sample, nce_loss, sample_negatives
 from .distill import WEIGHT, DistilledStudent, FeatureOptions
@@ -66,8 +66,8 @@ class CRD(DistilledStudent):
     def __init__(self, info: DataInfo, modality: str | None, options: MethodOptions, teacher: nn.Module | None = None,
                  teacher_kind: str | None = None):
         super().__init__(info, modality, options, teacher, teacher_kind)
-        self.embed_student = Embed(FEATURE_DIM, self.options.feat_dim)
-        self.embed_teacher = Embed(FEATURE_DIM, self.options.feat_dim)
+        self.embed_student = Embed(feature_dim(info.width), self.options.feat_dim)
+        self.embed_teacher = Embed(feature_dim(info.width), self.options.feat_dim)
         self.k = 0  # set with the bank
 
     @classmethod

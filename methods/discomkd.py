@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from cmkd.errors import UserError
 
-from .backbones import FEATURE_DIM, resnet18_encoder
+from .backbones import PAPER_WIDTH, feature_dim, resnet18_encoder
 from .base import Batch, DataInfo, Method, MethodOptions
 from .options import option, validate
 from .discomkd_losses import (MODALITY_TARGETS, PERP_MODES, REDUCTIONS, adversarial_loss, auxiliary_loss, classification_loss,
@@ -26,7 +26,6 @@ from .discomkd_losses import (MODALITY_TARGETS, PERP_MODES, REDUCTIONS, adversar
 from .kd_losses import grad_reverse
 from .registry import register_method
 
-D = FEATURE_DIM // 2  # 256: the halves of ResNet-18's 512-d output
 #: the paper's ablations: Table 3 (a loss term removed), Table 4 (the task classifier's input)
 ABLATIONS: dict[str, str] = {
     "no-adv": "without L_adv", "no-mod": "without L_mod", "no-aux": "without L_aux", "no-orth": "without L_perp",
@@ -84,18 +83,19 @@ class DisCoMKDOptions(MethodOptions):
 class DisCoMKDClassifier(nn.Module):
     """One modality's deployable model: its two encoders, projection head and task head."""
 
-    def __init__(self, in_channels: int, n_classes: int, task_input: str = "both"):
+    def __init__(self, in_channels: int, n_classes: int, task_input: str = "both", width: int = PAPER_WIDTH):
         super().__init__()
-        self.specific = resnet18_encoder(in_channels)
-        self.invariant = resnet18_encoder(in_channels)
-        self.project = nn.Sequential(nn.Linear(FEATURE_DIM, D), nn.BatchNorm1d(D), nn.ReLU())
+        self.d = d = feature_dim(width) // 2  # the halves of the encoder's output
+        self.specific = resnet18_encoder(in_channels, width)
+        self.invariant = resnet18_encoder(in_channels, width)
+        self.project = nn.Sequential(nn.Linear(2 * d, d), nn.BatchNorm1d(d), nn.ReLU())
         self.task_input = task_input
-        self.head = nn.Linear(2 * D if task_input == "both" else D, n_classes)
+        self.head = nn.Linear(2 * d if task_input == "both" else d, n_classes)
 
     def features(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(z_inv, z_inf, z_irr), each B x 256."""
+        """(z_inv, z_inf, z_irr), each B x 256 (B x 4 width)."""
         spec = self.specific(x)
-        return self.project(self.invariant(x)), spec[:, :D], spec[:, D:]
+        return self.project(self.invariant(x)), spec[:, :self.d], spec[:, self.d:]
 
     def classify(self, z_inv: Tensor, z_inf: Tensor) -> Tensor:
         if self.task_input == "inv":
@@ -126,11 +126,12 @@ class DisCoMKD(Method):
         o: DisCoMKDOptions = self.options  # type: ignore[assignment]
         self.mods = list(info.channels)
         M, K = len(self.mods), info.n_classes
-        self.branches = nn.ModuleDict({m: DisCoMKDClassifier(c, K, o.task_input()) for m, c in info.channels.items()})
-        self.discriminator = nn.Linear(D, M)  # Cl_adv, behind the GRL
-        self.mod_inf = nn.Linear(D, M)  # Cl_m-inf
-        self.mod_irr = nn.Linear(D, M)  # Cl_m-irr
-        self.aux = nn.Linear(D, K)  # Cl_aux
+        self.branches = nn.ModuleDict({m: DisCoMKDClassifier(c, K, o.task_input(), info.width) for m, c in info.channels.items()})
+        d = feature_dim(info.width) // 2
+        self.discriminator = nn.Linear(d, M)  # Cl_adv, behind the GRL
+        self.mod_inf = nn.Linear(d, M)  # Cl_m-inf
+        self.mod_irr = nn.Linear(d, M)  # Cl_m-irr
+        self.aux = nn.Linear(d, K)  # Cl_aux
 
     @classmethod
     def variant(cls, options: MethodOptions) -> str:

@@ -55,7 +55,7 @@ class DistilledStudent(Method):
                  teacher_kind: str | None = None):
         super().__init__(info, modality, options, teacher, teacher_kind)
         assert modality is not None
-        self.net = Classifier(info.channels[modality], info.n_classes)
+        self.net = Classifier(info.channels[modality], info.n_classes, info.width)
 
     @classmethod
     def variant(cls, options: MethodOptions) -> str:

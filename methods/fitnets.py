@@ -57,8 +57,8 @@ def conv_regressor(student: tuple[int, int, int], teacher: tuple[int, int, int])
 
 
 def _shapes(info: DataInfo, modality: str, stage: str) -> tuple[tuple, tuple]:
-    student = stage_shape(info.channels[modality], info.image_sizes[modality], stage)
-    teacher = stage_shape(info.channels[info.rich], info.image_sizes[info.rich], stage)  # every teacher's size
+    student = stage_shape(info.channels[modality], info.image_sizes[modality], stage, info.width)
+    teacher = stage_shape(info.channels[info.rich], info.image_sizes[info.rich], stage, info.width)  # every teacher's size
     return student, teacher
 
 

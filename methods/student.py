@@ -25,7 +25,7 @@ class Student(Method):
                  teacher_kind: str | None = None):
         super().__init__(info, modality, options, teacher, teacher_kind)
         assert modality is not None
-        self.net = Classifier(info.channels[modality], info.n_classes)
+        self.net = Classifier(info.channels[modality], info.n_classes, info.width)
 
     def loss(self, batch: Batch, epoch: int) -> tuple[Tensor, dict[str, Tensor]]:
         m = self.modality

@@ -22,7 +22,7 @@ class MultiModalTeacher(Method):
     def __init__(self, info: DataInfo, modality: str | None, options: MethodOptions, teacher: nn.Module | None = None,
                  teacher_kind: str | None = None):
         super().__init__(info, modality, options, teacher, teacher_kind)
-        self.net = FusionClassifier(info.channels, info.n_classes)
+        self.net = FusionClassifier(info.channels, info.n_classes, info.width)
 
     @classmethod
     def check(cls, info: DataInfo, modality, options) -> None:

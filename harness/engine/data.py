@@ -34,13 +34,15 @@ def default_root(name: str) -> str | None:
     return str(path) if path.is_dir() else None
 
 
-def data_info(data: MultiModalData) -> DataInfo:
+def data_info(data: MultiModalData, width: int = 64) -> DataInfo:
+    """What a method may know of the data, and the base width its networks are built with."""
     return DataInfo(
         name=data.name,
         channels=data.channels(),
         image_sizes={m: data.image_size(m) for m in data.modalities},
         n_classes=data.n_classes,
         rich=data.rich,
+        width=width,
     )
 
 

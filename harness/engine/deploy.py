@@ -13,7 +13,7 @@ from the trial's spec and the data description stored in its ``result.json`` (no
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,7 @@ def rebuild(spec, info, key: str, weights: dict[str, torch.Tensor]) -> tuple[nn.
 
     cls = get_method(spec.method)
     options = spec.options()
+    info = replace(info, width=spec.train.width)  # the data description is the data's; the width, the trial's
     kind = spec.scenario if cls.teacher_kinds else None
     teacher = build_teacher_network(info, kind).eval() if kind else None
     method = cls(info, spec.modality, options, teacher, kind)

@@ -24,6 +24,9 @@ SCENARIOS = ("cross-modal", "multi-modal", "ablation", "single")
 #: train fields outside a trial's (and a benchmark's) identity: where and how fast it runs changes its
 #: numbers by float noise at most (device, threads, evaluation batch), when it checkpoints not at all
 NOT_IDENTITY = ("device", "threads", "eval_batch_size", "checkpoint_every", "checkpoint_budget")
+#: train fields added after trials were recorded, with their defaults: in the identity only where they differ
+#: from it, so that no earlier trial id or benchmark config hash moves
+ADDED_LATER = {"width": 64}
 CONV1_INITS = ("official", "kaiming")
 SPLIT_PROTOCOLS = ("paper", "published")
 
@@ -71,6 +74,9 @@ class TrainConfig:
     channels_last: bool = False
     #: the GPU path: the forward and loss compiled with torch.compile (the first steps pay the compilation)
     compile: bool = False
+    #: the ResNet-18 encoders' base width: 64 is torchvision's (the paper's network, 64/128/256/512 channels);
+    #: narrower (16: 16/32/64/128, 1/16 of the multiply-adds) is a CPU test bed (the built-in benchmark's)
+    width: int = 64
 
     def __post_init__(self) -> None:
         check_fields(self, "train.")
@@ -96,6 +102,8 @@ class TrainConfig:
             raise UserError(f"weight decay must be >= 0, got {self.weight_decay}")
         if not (self.device in ("auto", "cpu", "cuda") or str(self.device).startswith("cuda:")):
             raise UserError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if not 4 <= int(self.width) <= 256:
+            raise UserError(f"train.width (the ResNet-18 base width) must lie in 4..256 (64: the paper's), got {self.width}")
         if int(self.threads) < 0:
             raise UserError(f"threads must be >= 0, got {self.threads}")
         if int(self.checkpoint_every) < 0:
@@ -109,6 +117,17 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         _check_keys(cls, data, "train")
         return cls(**data)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that change a number: all but :data:`NOT_IDENTITY`, and a field of
+        :data:`ADDED_LATER` only where it differs from its default."""
+        d = asdict(self)
+        for k in NOT_IDENTITY:
+            d.pop(k)
+        for k, default in ADDED_LATER.items():
+            if d[k] == default:
+                d.pop(k)
+        return d
 
     def cli_flags(self) -> list[str]:
         """The ``cmkd train`` flags that give this config (its non-default fields): the inverse of the CLI's
@@ -168,8 +187,7 @@ class TrialSpec:
         data may move; other data at the same path are another trial)."""
         d = asdict(self)
         d.pop("data_root")
-        for k in NOT_IDENTITY:
-            d["train"].pop(k)
+        d["train"] = self.train.identity()
         d["spec_version"] = SPEC_VERSION
         return d
 

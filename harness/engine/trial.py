@@ -137,7 +137,7 @@ def prepare(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str |
                         f"(fingerprint {content}) than this trial was planned on ({spec.data_fingerprint}): the data "
                         "changed, or this node sees other files; restore them, or run the command again to plan anew")
     spec = spec.replace(data_fingerprint=content)
-    info = data_info(data)
+    info = data_info(data, spec.train.width)
     method_cls.check(info, spec.modality, options)
     if not method_cls.teacher_kinds and spec.scenario in ("cross-modal", "multi-modal"):
         raise UserError(f"method {spec.method!r} has no teacher; drop --scenario {spec.scenario}")
@@ -178,7 +178,7 @@ class Engine:
         self.device = pick_device(self.cfg.device)
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
-        self.info = data_info(prep.data)
+        self.info = data_info(prep.data, self.cfg.width)
         self.teacher_record = None
         teacher = None
         kind = spec.scenario if prep.method_cls.teacher_kinds else None

@@ -18,7 +18,7 @@ from typing import Any
 import tomllib
 
 from cmkd.errors import UserError, check_fields, check_value, nearest
-from cmkd.harness.engine.spec import NOT_IDENTITY, TrainConfig, data_key
+from cmkd.harness.engine.spec import TrainConfig, data_key
 from cmkd.plugins import load_plugins
 
 PROFILES = ("quick", "paper", "smoke")
@@ -169,8 +169,7 @@ class BenchConfig:
         for k in ("resources", "max_failures", "max_concurrent", "log_checkpoints", "per_image_ms", "cpu_fallback",
                   "keep_weights"):
             d.pop(k)
-        for k in NOT_IDENTITY:
-            d["train"].pop(k)
+        d["train"] = self.train.identity()
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
     def to_dict(self) -> dict[str, Any]:

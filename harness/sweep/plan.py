@@ -54,7 +54,7 @@ class PlannedTrial:
     def cost(self, info=None) -> float:
         """Trial-epochs in student epochs (the method's declared relative cost)."""
         s = self.spec
-        info = info or data_info(load_data(s.dataset, s.data_root, s.dataset_options))
+        info = info or data_info(load_data(s.dataset, s.data_root, s.dataset_options), s.train.width)
         return get_method(s.method).epoch_cost(info) * s.train.epochs
 
 
@@ -65,7 +65,7 @@ def costs(plan: list[PlannedTrial], infos: dict[str, "EntryInfo"] | None = None)
     for p in plan:
         if p.data_key not in known:
             s = p.spec
-            known[p.data_key] = data_info(load_data(s.dataset, s.data_root, s.dataset_options))
+            known[p.data_key] = data_info(load_data(s.dataset, s.data_root, s.dataset_options), s.train.width)
         out[p.trial_id] = p.cost(known[p.data_key])
     return out
 
@@ -96,11 +96,12 @@ def entry_infos(cfg: BenchConfig, declared: bool = False) -> dict[str, EntryInfo
             if not adapter.found() and shape is not None:
                 n, sizes = shape
                 chans = adapter.modality_channels()
-                out[entry.key] = EntryInfo(DataInfo(entry.name, chans, sizes, len(adapter.class_names), adapter.rich),
+                out[entry.key] = EntryInfo(DataInfo(entry.name, chans, sizes, len(adapter.class_names), adapter.rich,
+                                                    cfg.train.width),
                                            "", n, "declared")
                 continue
         data = load_data(entry.name, entry.root, entry.options)
-        out[entry.key] = EntryInfo(data_info(data), data.fingerprint(), data.n, "data")
+        out[entry.key] = EntryInfo(data_info(data, cfg.train.width), data.fingerprint(), data.n, "data")
     return out
 
 
