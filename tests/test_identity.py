@@ -103,7 +103,7 @@ def test_content_hash_of_a_cache_is_kept_beside_it_and_follows_the_files(tmp_pat
 NON_DEFAULT = {"epochs": 7, "batch_size": 16, "lr": 0.003, "weight_decay": 0.01, "eval_batch_size": 64, "augment": False,
                "device": "cpu", "amp": True, "threads": 3, "split_rule": "exact", "conv1_init": "kaiming",
                "split": "published", "checkpoint_every": 3, "checkpoint_budget": 0.2, "channels_last": True,
-               "compile": True}
+               "compile": True, "width": 16}
 
 
 def test_every_train_option_has_a_non_default_value_here():
@@ -126,3 +126,18 @@ def test_printed_teacher_command_round_trips_to_the_same_teacher(key):
         parsed = spec_from_args(args)
         assert parsed.trial_id() == tspec.replace(data_fingerprint="").trial_id(), command
         assert args.runs == "/runs dir"
+
+
+def test_a_train_field_added_later_moves_no_id_at_its_default():
+    """train.width came after trials were recorded: at its default (64, the paper's ResNet-18) a trial id and a
+    benchmark's config hash are what they were (this id was computed by the code before the field existed);
+    another width is another trial."""
+    from cmkd.harness.sweep.bench_config import load_config
+
+    spec = TrialSpec(dataset="synthetic", method="student", modality="rgb", seed=0,
+                     dataset_options={"n_samples": 120, "image_size": 16},
+                     train=TrainConfig(epochs=2, batch_size=32, threads=1))
+    assert spec.trial_id() == "844ee7109266"
+    assert spec.replace(data_fingerprint="0123456789abcdef0123456789abcdef").trial_id() == "1178d0d9e336"
+    assert spec.replace(train=TrainConfig(epochs=2, batch_size=32, threads=1, width=16)).trial_id() != "844ee7109266"
+    assert load_config("smoke").config_hash() == "f42d1fdf80"  # the smoke benchmark's, before the field

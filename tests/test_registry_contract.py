@@ -4,6 +4,7 @@ registered later is checked by these with no new test code."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -14,25 +15,27 @@ from cmkd.methods import FUSED, METHODS, Batch, DataInfo, get_method, teacher_me
 from cmkd.methods.options import schema
 
 INFO = DataInfo("contract", {"rgb": 3, "depth": 1}, {"rgb": (32, 32), "depth": (32, 32)}, 4, "rgb")
+#: the same data description with the built-in benchmark's narrow test-bed network (train.width = 8)
+NARROW = replace(INFO, width=8)
 
 
-def tiny_teacher(kind: str) -> torch.nn.Module:
+def tiny_teacher(kind: str, info: DataInfo = INFO) -> torch.nn.Module:
     cls = teacher_method(kind)
-    modality = INFO.rich if cls.single_modality else None
-    teacher = cls(INFO, modality, cls.Options()).export(modality or FUSED).eval()
+    modality = info.rich if cls.single_modality else None
+    teacher = cls(info, modality, cls.Options()).export(modality or FUSED).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher
 
 
-def build(name: str, kind: str | None):
+def build(name: str, kind: str | None, info: DataInfo = INFO):
     cls = get_method(name)
     modality = "depth" if cls.single_modality else None
     options = cls.Options()
-    cls.check(INFO, modality, options)
-    teacher = tiny_teacher(kind) if kind else None
+    cls.check(info, modality, options)
+    teacher = tiny_teacher(kind, info) if kind else None
     torch.manual_seed(0)
-    method = cls(INFO, modality, options, teacher, kind)
+    method = cls(info, modality, options, teacher, kind)
     method.on_train_split(torch.arange(8) % INFO.n_classes)  # the engine's call: a training split of 8 samples
     return method, teacher
 
@@ -50,9 +53,10 @@ def batch(method, n: int = 4) -> Batch:
 CASES = [(name, kind) for name, cls in sorted(METHODS.items()) for kind in (cls.teacher_kinds or (None,))]
 
 
+@pytest.mark.parametrize("info", [INFO, NARROW], ids=["width64", "width8"])
 @pytest.mark.parametrize("name, kind", CASES, ids=[f"{n}-{k or 'no-teacher'}" for n, k in CASES])
-def test_a_method_trains_predicts_and_exports(name, kind):
-    method, teacher = build(name, kind)
+def test_a_method_trains_predicts_and_exports(name, kind, info):
+    method, teacher = build(name, kind, info)
     method.train()
     method.on_epoch_start(3, 10)
     total, parts = method.loss(batch(method), 3)
@@ -117,7 +121,7 @@ def test_the_contract_catches_a_method_that_breaks_it():
     METHODS.register("broken")(Broken)
     try:
         with pytest.raises(AssertionError):
-            test_a_method_trains_predicts_and_exports("broken", None)
+            test_a_method_trains_predicts_and_exports("broken", None, INFO)
     finally:
         METHODS.unregister("broken")
 

@@ -46,7 +46,7 @@ def test_split_counts_per_rule(n, official, exact):
 
 
 def test_quick_profile_and_real_data_set_sizes_follow_the_official_rule():
-    quick = np.repeat(np.arange(6), 70)  # the quick profile: 420 samples, 6 balanced classes
+    quick = np.repeat(np.arange(6), 70)  # an earlier quick profile: 420 samples, 6 balanced classes
     assert (len(make_split(quick, 0).val), len(make_split(quick, 0).test)) == (36, 90)
     assert (len(make_split(quick, 0, "exact").val), len(make_split(quick, 0, "exact").test)) == (42, 84)
     eurosat = np.repeat(np.arange(10), [3000, 3000, 3000, 2500, 2500, 2000, 2500, 3000, 2500, 3000])

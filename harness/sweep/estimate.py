@@ -29,9 +29,36 @@ def duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days" if seconds >= 2 * 86400 else clock(seconds)
 
 
-def measure_image_seconds(entry: EntryInfo, batch: int, device) -> float:
+def probe_batch(cfg: BenchConfig, entry: EntryInfo, device) -> int:
+    """The trials' own batch, where a CPU step of it is cheap (small images: a small batch's per-step cost
+    would be charged to every image, 10x too much for the default benchmark's 16 px); 16 on a CPU otherwise."""
+    h, w = entry.info.image_sizes[entry.info.rich]
+    if device.type == "cpu" and h * w > 64 * 64:
+        return min(cfg.train.batch_size, 16)
+    return cfg.train.batch_size
+
+
+def threads(cfg: BenchConfig, device) -> int:
+    """Torch threads a trial has: its CPUs on a CPU (the probe measures what a trial gets), else unchanged."""
+    return max(1, int(cfg.resources.cpus_per_trial)) if device.type == "cpu" else 0
+
+
+def measure_image_seconds(entry: EntryInfo, batch: int, device, n_threads: int = 0) -> float:
     """Seconds per training image of a student step (the unit every method's cost is declared in), on
-    random inputs of the entry's rich-modality shape: 1 warm-up and 3 timed steps."""
+    random inputs of the entry's rich-modality shape, with ``n_threads`` torch threads (0: as they are):
+    1 warm-up and 3 timed steps."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n_threads:
+        torch.set_num_threads(n_threads)
+    try:
+        return _timed_steps(entry, batch, device)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _timed_steps(entry: EntryInfo, batch: int, device) -> float:
     import torch
 
     from cmkd.harness.engine.step import make_optimizer, train_step
@@ -105,8 +132,8 @@ def estimate(plan: list[PlannedTrial], infos: dict[str, EntryInfo], cfg: BenchCo
             h, w = e.info.image_sizes[e.info.rich]
             per_image, src = cfg.per_image_ms / 1000 * h * w / REFERENCE_PIXELS, f"stated {cfg.per_image_ms:g} ms at 224x224, scaled"
         else:
-            batch = min(cfg.train.batch_size, 16 if device.type == "cpu" else cfg.train.batch_size)
-            per_image, src = measure_image_seconds(e, batch, device), f"measured on {device.type}"
+            per_image, src = measure_image_seconds(e, probe_batch(cfg, e, device), device, threads(cfg, device)), \
+                f"measured on {device.type}"
         epoch_s[entry.key] = n_train * per_image * EVAL_OVERHEAD
         side = "x".join(map(str, e.info.image_sizes[e.info.rich]))
         parts.append(f"{entry.key}: {n_train} training images ({where}) x {1000 * per_image:.2g} ms/image "
