@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-#: the statuses a record can have; ``finished`` is final (a rerun never overwrites it)
-STATUSES = ("finished", "failed", "skipped")
 #: what a finished record copies from the engine's ``TrialResult`` (its field names there and here)
 OUTCOME = ("outputs", "epochs_run", "wall_time_s", "images_per_s", "device", "out_dir", "resumed_from", "threads",
            "train_time_s", "checkpoint_s", "history")
@@ -52,7 +50,7 @@ class ResultRecord:
     #: every option of the method, defaults included (what produced the numbers, not only what was set)
     options: dict[str, Any] = field(default_factory=dict)
     # ---- status ----
-    status: str = "failed"
+    status: str = "pending"  # finished (final: a rerun never overwrites it), failed or skipped once filed
     error: str | None = None  # failed: the error; skipped: the reason
     attempts: int = 0
     mlflow_run_id: str | None = None

@@ -81,7 +81,7 @@ def _callback(progress: Progress, jobs: dict[str, TrialJob], on_end: Callable[[]
             t = jobs[trial.config["trial"]]
             rec = progress.store.get(t.trial_id) or t.new_record()
             on_end()
-            if rec.status == "failed":  # a user error: recorded by the job, never retried
+            if rec.status == "failed":  # a record the job filed (an unfiled one is "pending")  # a user error: recorded by the job, never retried
                 progress.end(t.trial_id, "failed", f"FAILED {t.name} (not retried: bad input): {rec.error or ''}"[:300])
                 return
             f1 = ", ".join(f"{k} {100 * v['test_f1']:.1f}" for k, v in rec.outputs.items())
