@@ -1,150 +1,145 @@
-"""Backbones: torchvision's ResNet-18 for C input channels, and the two-branch (M-branch) teacher.
+"""The networks a method builds, from the architectures the trial names (``cmkd.archs``).
 
-``width`` is the base width: 64 is torchvision's ResNet-18 (the paper's network), whose stages have 64,
-128, 256 and 512 channels; a narrower one (``train.width``, e.g. 16: 16/32/64/128 channels, 1/16 of
-the multiply-adds) is the CPU test bed of the built-in benchmark. The pooled feature is 8 x width wide.
+``DataInfo.arch`` is the trial's own network (the student's, or every modality's of a joint method) and
+``DataInfo.teacher_arch`` its teacher's, each an :class:`~cmkd.archs.choice.ArchChoice` text (one name, or
+one per modality). The default, ``resnet18`` at ``width`` 64, is the paper's network, bit for bit.
+Methods read an encoder's ``feature_dim`` and its cross-family stage names (``stage1``..``stage4``,
+``pool``), never a family's module names.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torchvision.models import ResNet, resnet18
-from torchvision.models.resnet import BasicBlock
+
+from cmkd.archs import POOL, STAGE_NAMES, forward_stages, get_arch, stage_shapes
+from cmkd.archs.base import ALIASES
+from cmkd.archs.choice import ArchChoice
+from cmkd.errors import UserError
 
 #: torchvision's ResNet-18 base width (the paper's network)
 PAPER_WIDTH = 64
+#: the stages a method can ask features of: the cross-family maps and the pooled vector
+STAGES = (*STAGE_NAMES, POOL)
+#: what a method option naming a map accepts: the cross-family names, and ResNet-18's own (layer1..layer4)
+STAGE_CHOICES = (*STAGE_NAMES, *ALIASES)
 
 
-def feature_dim(width: int = PAPER_WIDTH) -> int:
-    """Width of the pooled feature vector of a ResNet-18 of base ``width`` (its last stage's channels)."""
-    return 8 * width
+def arch_name(info, modality: str, teacher: bool = False) -> str:
+    """The architecture of ``modality``'s encoder in this trial's network (or its teacher's)."""
+    return ArchChoice.parse(info.teacher_arch if teacher else info.arch).for_modality(modality)
 
 
-class NarrowResNet18(ResNet):
-    """torchvision's ResNet-18 with base ``width`` instead of 64: the same blocks, strides and init
-    (kaiming_normal_ fan_out for convolutions, BatchNorm weight 1 and bias 0), the channels scaled."""
-
-    def __init__(self, width: int) -> None:
-        nn.Module.__init__(self)
-        self._norm_layer, self.inplanes, self.dilation, self.groups, self.base_width = nn.BatchNorm2d, width, 1, 1, 64
-        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(BasicBlock, width, 2)
-        self.layer2 = self._make_layer(BasicBlock, 2 * width, 2, stride=2)
-        self.layer3 = self._make_layer(BasicBlock, 4 * width, 2, stride=2)
-        self.layer4 = self._make_layer(BasicBlock, 8 * width, 2, stride=2)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Identity()
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
+def encoder_for(info, modality: str, teacher: bool = False) -> nn.Module:
+    """A randomly initialised encoder for ``modality`` of the architecture the trial (or its teacher) names."""
+    return get_arch(arch_name(info, modality, teacher)).build(info.channels[modality], info.image_sizes.get(modality),
+                                                               info.width)
 
 
-def resnet18_encoder(in_channels: int, width: int = PAPER_WIDTH) -> nn.Module:
-    """ResNet-18, random init, first conv 7x7/2 (pad 3, no bias) for ``in_channels``; fc removed.
+def check_encoders(info, modalities, teacher: bool = False) -> None:
+    """Refuse, before anything is built, an architecture that cannot take a modality's input."""
+    for m in modalities:
+        get_arch(arch_name(info, m, teacher)).check(info.channels[m], info.image_sizes.get(m), info.width)
 
-    Outputs the 512-d average-pooled feature vector (the official DisCoM-KD code's encoder). As in
-    every script of the authors' code (teacher, students, DisCoM-KD), the first convolution is a fresh
-    ``nn.Conv2d`` with PyTorch's default init (uniform, std 1/sqrt(3 fan_in): 0.048 for 3 channels,
-    0.082 for 1), not torchvision's ``kaiming_normal_(fan_out)`` (std 0.025) of the other convolutions:
-    :func:`kaiming_conv1_` gives the latter (``train.conv1_init = "kaiming"``).
-    """
-    net = resnet18(weights=None) if width == PAPER_WIDTH else NarrowResNet18(width)
-    net.conv1 = nn.Conv2d(in_channels, width, kernel_size=7, stride=2, padding=3, bias=False)
-    net.fc = nn.Identity()
-    return net
+
+def stage_shape(info, modality: str, stage: str, teacher: bool = False) -> tuple[int, ...]:
+    """(channels, height, width) of ``stage`` of ``modality``'s encoder for one input (meta device: free)."""
+    shapes = stage_shapes(lambda: encoder_for(info, modality, teacher), info.channels[modality],
+                          info.image_sizes.get(modality), (stage,))
+    return shapes[stage]
+
+
+def feature_dim_of(info, modality: str, teacher: bool = False) -> int:
+    """The pooled width of ``modality``'s encoder."""
+    return stage_shape(info, modality, POOL, teacher)[0]
+
+
+def teacher_feature_dim(info, kind: str) -> int:
+    """The width of a ``kind`` teacher's pooled (for a multi-modal one: fused) features."""
+    if kind == "cross-modal":
+        return feature_dim_of(info, info.rich, teacher=True)
+    return max(feature_dim_of(info, m, teacher=True) for m in info.channels)
 
 
 def kaiming_conv1_(module: nn.Module) -> int:
-    """Re-initialise the first convolution of every ResNet inside ``module`` as torchvision does for
-    its other convolutions; returns how many were changed."""
-    from torchvision.models import ResNet
-
+    """Re-initialise the stem (first convolution) of every encoder inside ``module`` with torchvision's
+    ``kaiming_normal_`` (fan_out) of its other convolutions; returns how many were changed."""
     changed = 0
     for sub in module.modules():
-        if isinstance(sub, ResNet):
-            nn.init.kaiming_normal_(sub.conv1.weight, mode="fan_out", nonlinearity="relu")
+        path = getattr(sub, "stem_path", None)
+        if path:
+            nn.init.kaiming_normal_(sub.get_submodule(path).weight, mode="fan_out", nonlinearity="relu")
             changed += 1
     return changed
 
 
-#: the ResNet-18 stages a method can ask features of: the four residual stages and the pooled 512-d vector
-STAGES = ("layer1", "layer2", "layer3", "layer4", "pool")
-
-
-def encoder_stages(encoder: nn.Module, x: Tensor, stages: tuple[str, ...]) -> tuple[Tensor, dict[str, Tensor]]:
-    """The pooled features of a :func:`resnet18_encoder` and the feature maps of ``stages`` on the way."""
-    bad = set(stages) - set(STAGES)
-    if bad:
-        raise ValueError(f"unknown ResNet-18 stage {sorted(bad)[0]!r}; valid: {', '.join(STAGES)}")
-    e = encoder
-    h = e.maxpool(e.relu(e.bn1(e.conv1(x))))
-    feats: dict[str, Tensor] = {}
-    for name in STAGES[:4]:
-        h = getattr(e, name)(h)
-        if name in stages:
-            feats[name] = h
-    pooled = torch.flatten(e.avgpool(h), 1)
-    if "pool" in stages:
-        feats["pool"] = pooled
-    return pooled, feats
-
-
-def stage_shape(in_channels: int, image_size: tuple[int, int], stage: str, width: int = PAPER_WIDTH) -> tuple[int, int, int]:
-    """(channels, height, width) of a :func:`resnet18_encoder`'s ``stage`` for one image of ``image_size``,
-    from a forward pass on the meta device (no compute, no memory)."""
-    with torch.device("meta"):
-        encoder = resnet18_encoder(in_channels, width).eval()
-        _, feats = encoder_stages(encoder, torch.empty(1, in_channels, *image_size), (stage,))
-    return tuple(feats[stage].shape[1:])  # type: ignore[return-value]
+def _resnet18(in_channels: int, width: int) -> nn.Module:
+    return get_arch("resnet18").build(in_channels, None, width)
 
 
 def build_teacher_network(info, kind: str) -> nn.Module:
     """A randomly initialised network of the architecture a ``kind`` teacher has ("cross-modal": a
     :class:`Classifier` on the rich modality; "multi-modal": a :class:`FusionClassifier`)."""
     if kind == "cross-modal":
-        return Classifier(info.channels[info.rich], info.n_classes, info.width)
-    return FusionClassifier(info.channels, info.n_classes, info.width)
+        return Classifier(encoder_for(info, info.rich, teacher=True), info.n_classes)
+    return FusionClassifier({m: encoder_for(info, m, teacher=True) for m in info.channels}, info.n_classes)
 
 
 class Classifier(nn.Module):
-    """A single-modal classifier: encoder + linear head. Also the deployable form of every student."""
+    """A single-modal classifier: encoder + linear head. Also the deployable form of every student.
 
-    def __init__(self, in_channels: int, n_classes: int, width: int = PAPER_WIDTH):
+    ``encoder`` is an encoder (:func:`encoder_for`), or a channel count for the paper's ResNet-18."""
+
+    def __init__(self, encoder: nn.Module | int, n_classes: int, width: int = PAPER_WIDTH):
         super().__init__()
-        self.encoder = resnet18_encoder(in_channels, width)
-        self.head = nn.Linear(feature_dim(width), n_classes)
+        self.encoder = encoder if isinstance(encoder, nn.Module) else _resnet18(encoder, width)
+        self.head = nn.Linear(self.encoder.feature_dim, n_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.encoder(x))
 
     def forward_features(self, x: Tensor, stages: tuple[str, ...]) -> tuple[Tensor, dict[str, Tensor]]:
         """Logits and the features of ``stages`` (see :data:`STAGES`) in one pass."""
-        pooled, feats = encoder_stages(self.encoder, x, stages)
+        pooled, feats = forward_stages(self.encoder, x, stages)
         return self.head(pooled), feats
 
 
 class FusionClassifier(nn.Module):
-    """The multi-modal teacher: one ResNet-18 per modality, features summed, one linear head."""
+    """The multi-modal teacher: one encoder per modality, pooled features summed, one linear head.
 
-    def __init__(self, channels: dict[str, int], n_classes: int, width: int = PAPER_WIDTH):
+    Encoders of unequal pooled width (other architectures per modality) are first projected to the widest
+    by a Linear layer each (``project``); at equal widths there is none and the sum is the paper's."""
+
+    def __init__(self, encoders: dict[str, nn.Module] | dict[str, int], n_classes: int, width: int = PAPER_WIDTH):
         super().__init__()
-        self.encoders = nn.ModuleDict({m: resnet18_encoder(c, width) for m, c in channels.items()})
-        self.head = nn.Linear(feature_dim(width), n_classes)
+        self.encoders = nn.ModuleDict({m: e if isinstance(e, nn.Module) else _resnet18(e, width)
+                                       for m, e in encoders.items()})
+        dims = {m: e.feature_dim for m, e in self.encoders.items()}
+        self.feature_dim = max(dims.values())
+        if len(set(dims.values())) > 1:
+            self.project = nn.ModuleDict({m: nn.Linear(d, self.feature_dim) for m, d in dims.items()
+                                          if d != self.feature_dim})
+        self.head = nn.Linear(self.feature_dim, n_classes)
+
+    def _pooled(self, m: str, z: Tensor) -> Tensor:
+        project = getattr(self, "project", None)
+        return project[m](z) if project is not None and m in project else z
 
     def forward(self, x: dict[str, Tensor]) -> Tensor:
-        feats = [enc(x[m]) for m, enc in self.encoders.items()]
+        feats = [self._pooled(m, enc(x[m])) for m, enc in self.encoders.items()]
         return self.head(torch.stack(feats).sum(0))
 
     def forward_features(self, x: dict[str, Tensor], stages: tuple[str, ...]) -> tuple[Tensor, dict[str, Tensor]]:
         """Logits and the *fused* features of ``stages``: each stage summed over the modalities, as the
-        pooled features are (equal image sizes make the maps align)."""
-        per = [encoder_stages(enc, x[m], stages) for m, enc in self.encoders.items()]
-        fused = {s: torch.stack([f[s] for _, f in per]).sum(0) for s in per[0][1]}
-        return self.head(torch.stack([p for p, _ in per]).sum(0)), fused
+        pooled features are (the maps must align: equal image sizes and architectures)."""
+        per = {m: forward_stages(enc, x[m], stages) for m, enc in self.encoders.items()}
+        fused = {}
+        for s in stages:
+            maps = [self._pooled(m, f[s]) if s == POOL else f[s] for m, (_, f) in per.items()]
+            if len({tuple(t.shape) for t in maps}) > 1:
+                raise UserError(f"the multi-modal teacher's encoders give {s} maps of other shapes "
+                                f"({', '.join(str(tuple(t.shape[1:])) for t in maps)}); a feature method needs them "
+                                "equal: give the teacher one architecture for every modality")
+            fused[s] = torch.stack(maps).sum(0)
+        pooled = torch.stack([self._pooled(m, p) for m, (p, _) in per.items()]).sum(0)
+        return self.head(pooled), fused

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from cmkd.archs import DEFAULT_ARCH
 from cmkd.errors import UserError, nearest
 
 from .options import validate
@@ -34,6 +35,10 @@ class DataInfo:
     #: the encoders' base width every network of the trial is built with (``train.width``; 64: the paper's
     #: ResNet-18). Not a property of the data, but what a method needs beside it to build its networks.
     width: int = 64
+    #: the trial's own network and its teacher's (``cmkd.archs.choice.ArchChoice`` texts: one architecture, or
+    #: one per modality); resnet18 is the paper's
+    arch: str = DEFAULT_ARCH
+    teacher_arch: str = DEFAULT_ARCH
 
 
 @dataclass

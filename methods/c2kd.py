@@ -10,8 +10,8 @@ original is never modified), and only the student is evaluated and deployed.
 
 Read from the authors' code (``huofushuo/C2KD``, AVE ``main_overlap_tag.py``, ``utils/helper.py``,
 ``utils/module.py``, ``utils/model_res.py``) where the paper is silent; each choice is an option:
-- ``proxy_stage`` "layer3": the proxies read ``f4``, which ``model_res.py`` sets to the layer3 output
-  (256 channels), not layer4;
+- ``proxy_stage`` "stage3" (ResNet-18's layer3): the proxies read ``f4``, which ``model_res.py`` sets to the
+  layer3 output (256 channels), not layer4; each proxy is sized from its own network's map;
 - ``krc`` 0.0: the authors' default threshold on Kendall's tau (scipy's tau-b, per sample);
 - ``non_target`` "zeroed": their ``ntkl`` multiplies the logits by the non-target mask, so the target
   logit becomes 0 and stays in the softmax; "removed" drops it (the paper's non-target distribution);
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from .backbones import STAGES, build_teacher_network, stage_shape
+from .backbones import STAGE_CHOICES, build_teacher_network, stage_shape
 from .base import Batch, DataInfo, MethodOptions
 from .c2kd_losses import c2kd_loss
 from .options import option
@@ -47,7 +47,8 @@ class C2KDOptions(MethodOptions):
                         low=-1, high=1)
     non_target: str = option("zeroed", "target logit zeroed (authors' code) or removed (paper) in the class term",
                              choices=("zeroed", "removed"))
-    proxy_stage: str = option("layer3", "the stage both proxies read (authors' code: layer3)", choices=STAGES[:4])
+    proxy_stage: str = option("stage3", "the stage both proxies read (authors' code: ResNet-18's layer3)",
+                              choices=STAGE_CHOICES)
     train_teacher: bool = option(True, "fine-tune a copy of the teacher with the student (authors' code)")
 
 
@@ -81,9 +82,8 @@ class C2KD(DistilledStudent):
         if o.train_teacher:  # the fine-tuned copy is ours (trained, checkpointed); the loaded teacher stays as it is
             net = copy.deepcopy(teacher) if teacher is not None else build_teacher_network(info, teacher_kind or "cross-modal")
             self.teacher_net = net.requires_grad_(True)
-        channels = stage_shape(info.channels[modality], info.image_sizes[modality], o.proxy_stage, info.width)[0]
-        self.student_proxy = Proxy(channels, info.n_classes)
-        self.teacher_proxy = Proxy(channels, info.n_classes)
+        self.student_proxy = Proxy(stage_shape(info, modality, o.proxy_stage)[0], info.n_classes)
+        self.teacher_proxy = Proxy(stage_shape(info, info.rich, o.proxy_stage, teacher=True)[0], info.n_classes)
 
     @classmethod
     def variant(cls, options) -> str:

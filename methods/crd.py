@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import feature_dim
+from .backbones import POOL, teacher_feature_dim
 from .base import DataInfo, MethodOptions
 from .crd_losses import contrast_scores, momentum_update, negatives_per_sample, nce_loss, sample_negatives
 from .distill import WEIGHT, DistilledStudent, FeatureOptions
@@ -61,13 +61,13 @@ class CRD(DistilledStudent):
     description = "Contrastive representation distillation: embeddings, memory bank of other-class negatives, NCE, + CE"
     label = "CRD"
     Options = CRDOptions
-    feature_stages = ("pool",)
+    feature_stages = (POOL,)
 
     def __init__(self, info: DataInfo, modality: str | None, options: MethodOptions, teacher: nn.Module | None = None,
                  teacher_kind: str | None = None):
         super().__init__(info, modality, options, teacher, teacher_kind)
-        self.embed_student = Embed(feature_dim(info.width), self.options.feat_dim)
-        self.embed_teacher = Embed(feature_dim(info.width), self.options.feat_dim)
+        self.embed_student = Embed(self.net.encoder.feature_dim, self.options.feat_dim)
+        self.embed_teacher = Embed(teacher_feature_dim(info, teacher_kind or "cross-modal"), self.options.feat_dim)
         self.k = 0  # set with the bank
 
     @classmethod
@@ -89,8 +89,8 @@ class CRD(DistilledStudent):
             raise RuntimeError("crd needs paired batches with sample positions and on_train_split(); the engine gives both")
         o, idx, y = self.options, batch.index, batch.labels(self.modality)
         contrast_idx = torch.cat([idx.unsqueeze(1), sample_negatives(self.bank_labels, self.bank_labels[idx], self.k)], 1)
-        v_s = self.embed_student(student_features["pool"].float())
-        v_t = self.embed_teacher(teacher_features["pool"])
+        v_s = self.embed_student(student_features[POOL].float())
+        v_t = self.embed_teacher(teacher_features[POOL])
         n = len(self.bank_labels)
         scores_s = contrast_scores(self.bank_teacher, v_s, contrast_idx, o.nce_t)  # student vs the teacher's bank
         scores_t = contrast_scores(self.bank_student, v_t, contrast_idx, o.nce_t)

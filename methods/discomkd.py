@@ -1,8 +1,9 @@
 """DisCoM-KD: one joint training, no teacher, one deployable classifier per modality.
 
-Per modality m: a modality-specific ResNet-18 whose 512-d output is cut into z_inf (first 256, as
-the official code) and z_irr (last 256); a modality-invariant ResNet-18 with a projection head
-(Linear 512->256 + BatchNorm1d + ReLU, as the official code) giving z_inv; a task classifier on
+Per modality m: a modality-specific encoder (ResNet-18 in the paper; any architecture of ``--arch``) whose
+D-d output (512) is cut into z_inf (first D/2, as the official code) and z_irr (last D/2); a
+modality-invariant encoder with a projection head (Linear D->D/2 + BatchNorm1d + ReLU, as the official
+code) giving z_inv; a task classifier on
 [z_inv || z_inf]. Shared heads: a modality discriminator behind a gradient-reversal layer on z_inv,
 modality classifiers on z_inf and on z_irr, an auxiliary task classifier on z_inv and on z_inf.
 For M > 2 modalities the modality heads are M-way (the paper's open question).
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 
 from cmkd.errors import UserError
 
-from .backbones import PAPER_WIDTH, feature_dim, resnet18_encoder
+from .backbones import arch_name, encoder_for, feature_dim_of
 from .base import Batch, DataInfo, Method, MethodOptions
 from .options import option, validate
 from .discomkd_losses import (MODALITY_TARGETS, PERP_MODES, REDUCTIONS, adversarial_loss, auxiliary_loss, classification_loss,
@@ -83,17 +84,17 @@ class DisCoMKDOptions(MethodOptions):
 class DisCoMKDClassifier(nn.Module):
     """One modality's deployable model: its two encoders, projection head and task head."""
 
-    def __init__(self, in_channels: int, n_classes: int, task_input: str = "both", width: int = PAPER_WIDTH):
+    def __init__(self, build_encoder, n_classes: int, task_input: str = "both"):
         super().__init__()
-        self.d = d = feature_dim(width) // 2  # the halves of the encoder's output
-        self.specific = resnet18_encoder(in_channels, width)
-        self.invariant = resnet18_encoder(in_channels, width)
+        self.specific = build_encoder()
+        self.invariant = build_encoder()
+        self.d = d = self.specific.feature_dim // 2  # the halves of the encoder's output
         self.project = nn.Sequential(nn.Linear(2 * d, d), nn.BatchNorm1d(d), nn.ReLU())
         self.task_input = task_input
         self.head = nn.Linear(2 * d if task_input == "both" else d, n_classes)
 
     def features(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(z_inv, z_inf, z_irr), each B x 256 (B x 4 width)."""
+        """(z_inv, z_inf, z_irr), each B x d (half the encoder's pooled width: 256 for ResNet-18)."""
         spec = self.specific(x)
         return self.project(self.invariant(x)), spec[:, :self.d], spec[:, self.d:]
 
@@ -126,8 +127,9 @@ class DisCoMKD(Method):
         o: DisCoMKDOptions = self.options  # type: ignore[assignment]
         self.mods = list(info.channels)
         M, K = len(self.mods), info.n_classes
-        self.branches = nn.ModuleDict({m: DisCoMKDClassifier(c, K, o.task_input(), info.width) for m, c in info.channels.items()})
-        d = feature_dim(info.width) // 2
+        self.branches = nn.ModuleDict({m: DisCoMKDClassifier(lambda m=m: encoder_for(info, m), K, o.task_input())
+                                       for m in info.channels})
+        d = self.branches[self.mods[0]].d
         self.discriminator = nn.Linear(d, M)  # Cl_adv, behind the GRL
         self.mod_inf = nn.Linear(d, M)  # Cl_m-inf
         self.mod_irr = nn.Linear(d, M)  # Cl_m-irr
@@ -147,6 +149,12 @@ class DisCoMKD(Method):
             raise UserError("discomkd trains one classifier per modality in one run: drop --modality")
         if len(info.channels) < 2:
             raise UserError(f"discomkd needs at least two modalities; {info.name!r} has {list(info.channels)}")
+        dims = {m: feature_dim_of(info, m) for m in info.channels}
+        if len(set(dims.values())) > 1 or any(d % 2 for d in dims.values()):
+            names = ", ".join(f"{m}: {arch_name(info, m)} ({d})" for m, d in dims.items())
+            raise UserError(f"discomkd cuts each encoder's pooled features in halves and shares its heads across "
+                            f"modalities: it needs one even pooled width for every modality, got {names}; give every "
+                            "modality an architecture of the same pooled width (--arch NAME)")
 
     def outputs(self) -> list[str]:
         return list(self.mods)

@@ -1,4 +1,4 @@
-"""What every logit-distillation student shares: one ResNet-18 on its modality, a frozen teacher.
+"""What every logit-distillation student shares: one encoder (``--arch``) on its modality, a frozen teacher.
 
 A subclass declares its options and computes ``distill(student_logits, teacher_logits, batch, epoch)``
 with the pure functions of :mod:`cmkd.methods.kd_losses`.
@@ -12,7 +12,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from .backbones import Classifier
+from .backbones import Classifier, encoder_for
 from .base import Batch, DataInfo, Method, MethodOptions, teacher_logits
 from .options import option
 
@@ -37,9 +37,9 @@ WEIGHT = {"low": 0}
 
 
 class DistilledStudent(Method):
-    """One ResNet-18 student on its modality and a frozen teacher.
+    """One student network on its modality (``DataInfo.arch``) and a frozen teacher (``teacher_arch``).
 
-    Feature-level methods set ``feature_stages`` (names from ``backbones.STAGES``) and implement
+    Feature-level methods set ``feature_stages`` (cross-family names from ``backbones.STAGES``: ``stage1``..``stage4``, ``pool``) and implement
     :meth:`distill_features`, which receives the student's and the teacher's features of those stages
     (the multi-modal teacher's are fused: summed over modalities). Extra trainable modules (regressors,
     projectors, memory banks) are ordinary attributes: the optimiser trains them, checkpoints hold them,
@@ -55,7 +55,7 @@ class DistilledStudent(Method):
                  teacher_kind: str | None = None):
         super().__init__(info, modality, options, teacher, teacher_kind)
         assert modality is not None
-        self.net = Classifier(info.channels[modality], info.n_classes, info.width)
+        self.net = Classifier(encoder_for(info, modality), info.n_classes)
 
     @classmethod
     def variant(cls, options: MethodOptions) -> str:

@@ -5,7 +5,9 @@ Defaults and their sources:
 - one training stage, ``ce_weight`` 1 and ``hint_weight`` 100: mdistiller's ``FITNET.LOSS`` (the paper
   trains the hint first and then the student with KD; mdistiller, whose FitNets numbers the later
   literature quotes, trains both terms together from the start);
-- ``stage`` "layer2": mdistiller's ``HINT_LAYER = 2`` (the paper's "middle layer" of each network);
+- ``stage`` "stage2" (ResNet-18's layer2; any architecture's stride-8 map): mdistiller's ``HINT_LAYER = 2``
+  (the paper's "middle layer" of each network); the regressor is sized from the student's and the
+  teacher's own maps at that stage, so teacher and student may be other architectures;
 - the regressor: mdistiller's ``ConvReg`` (a 1x1 convolution when the two maps have the same size, a
   stride-2 3x3 when the student's is twice the teacher's, a transposed 4x4 when half; then BatchNorm
   and ReLU: torchvision's stage outputs end in a ReLU, so the targets are non-negative);
@@ -26,7 +28,7 @@ from torch import nn
 
 from cmkd.errors import UserError
 
-from .backbones import STAGES, stage_shape
+from .backbones import STAGE_CHOICES, stage_shape
 from .base import DataInfo, MethodOptions
 from .distill import WEIGHT, DistilledStudent, FeatureOptions
 from .fitnets_losses import fitnets_loss
@@ -36,7 +38,8 @@ from .registry import register_method
 
 @dataclass(frozen=True)
 class FitNetsOptions(FeatureOptions):
-    stage: str = option("layer2", "the ResNet-18 stage of the hint (mdistiller's HINT_LAYER 2)", choices=STAGES[:4])
+    stage: str = option("stage2", "the stage of the hint (mdistiller's HINT_LAYER 2: ResNet-18's layer2)",
+                        choices=STAGE_CHOICES)
     ce_weight: float = option(1.0, "weight of CE on labels (mdistiller)", **WEIGHT)
     hint_weight: float = option(100.0, "weight of the hint MSE (mdistiller)", **WEIGHT)
 
@@ -57,8 +60,8 @@ def conv_regressor(student: tuple[int, int, int], teacher: tuple[int, int, int])
 
 
 def _shapes(info: DataInfo, modality: str, stage: str) -> tuple[tuple, tuple]:
-    student = stage_shape(info.channels[modality], info.image_sizes[modality], stage, info.width)
-    teacher = stage_shape(info.channels[info.rich], info.image_sizes[info.rich], stage, info.width)  # every teacher's size
+    student = stage_shape(info, modality, stage)
+    teacher = stage_shape(info, info.rich, stage, teacher=True)  # every teacher's size (fused maps align)
     return student, teacher
 
 

@@ -1,4 +1,4 @@
-"""STUDENT: one ResNet-18 on one modality, cross-entropy only.
+"""STUDENT: one encoder (ResNet-18 by default) on one modality, cross-entropy only.
 
 On the rich modality this same trial is the cross-modal TEACHER (the paper's tables show the
 same numbers), so it is trained once and referenced twice.
@@ -9,14 +9,14 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import Classifier
+from .backbones import Classifier, encoder_for
 from .base import Batch, DataInfo, Method, MethodOptions
 from .registry import register_method
 
 
 @register_method("student")
 class Student(Method):
-    description = "single-modal ResNet-18 with cross-entropy (STUDENT; on the rich modality also the cross-modal TEACHER)"
+    description = "single-modal encoder + linear head with cross-entropy (STUDENT; on the rich modality also the cross-modal TEACHER)"
     label = "STUDENT"
     single_modality = True
     teaches = "cross-modal"
@@ -25,7 +25,7 @@ class Student(Method):
                  teacher_kind: str | None = None):
         super().__init__(info, modality, options, teacher, teacher_kind)
         assert modality is not None
-        self.net = Classifier(info.channels[modality], info.n_classes, info.width)
+        self.net = Classifier(encoder_for(info, modality), info.n_classes)
 
     def loss(self, batch: Batch, epoch: int) -> tuple[Tensor, dict[str, Tensor]]:
         m = self.modality

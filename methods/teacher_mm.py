@@ -1,4 +1,4 @@
-"""TEACHER (multi-modal): one ResNet-18 per modality fused by summing features, one linear head.
+"""TEACHER (multi-modal): one encoder per modality (ResNet-18 by default) fused by summing features, one linear head.
 
 Trained on paired batches with joint augmentation (the official ``teacher.py``, fusion SUM).
 """
@@ -8,21 +8,21 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbones import FusionClassifier
+from .backbones import FusionClassifier, encoder_for
 from .base import FUSED, Batch, DataInfo, Method, MethodOptions
 from .registry import register_method
 
 
 @register_method("teacher-mm")
 class MultiModalTeacher(Method):
-    description = "multi-modal TEACHER: a ResNet-18 per modality, features summed, one linear classifier"
+    description = "multi-modal TEACHER: an encoder per modality, features summed, one linear classifier"
     label = "TEACHER"
     teaches = "multi-modal"
 
     def __init__(self, info: DataInfo, modality: str | None, options: MethodOptions, teacher: nn.Module | None = None,
                  teacher_kind: str | None = None):
         super().__init__(info, modality, options, teacher, teacher_kind)
-        self.net = FusionClassifier(info.channels, info.n_classes, info.width)
+        self.net = FusionClassifier({m: encoder_for(info, m) for m in info.channels}, info.n_classes)
 
     @classmethod
     def check(cls, info: DataInfo, modality, options) -> None:

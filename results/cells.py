@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cmkd.archs import DEFAULT_ARCH
 from cmkd.errors import UserError, nearest
 from cmkd.harness.engine.spec import data_key
 from cmkd.methods import FUSED
@@ -31,10 +32,25 @@ PRINTED_AVG = ("all", "avg")
 AVG_TABLES = (3, 4)
 
 
+#: the paper's teacher -> student pair (a benchmark of it alone shows no pair in its column keys)
+DEFAULT_PAIR = f"{DEFAULT_ARCH}->{DEFAULT_ARCH}"
+
+
+def pair_key(data: str, pair: str) -> str:
+    """A column group's key for one teacher -> student pair: ``data [teacher->student]``."""
+    return f"{data} [{pair}]"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """``data [pair]`` -> (data, pair); a key without a pair -> (key, "")."""
+    data, _, pair = key.partition(" [")
+    return data, pair.removesuffix("]")
+
+
 def _registered(key: str):
     from cmkd.datasets import DATASETS
 
-    return DATASETS.get(key.split(":", 1)[0])
+    return DATASETS.get(split_key(key)[0].split(":", 1)[0])
 
 
 def rich_modality(dataset: str) -> str | None:
@@ -44,9 +60,10 @@ def rich_modality(dataset: str) -> str | None:
 
 def dataset_label(dataset: str) -> str:
     cls = _registered(dataset)
-    name, _, entry = dataset.partition(":")
+    data, pair = split_key(dataset)
+    name, _, entry = data.partition(":")
     label = (cls.label if cls is not None else "") or name
-    return f"{label} ({entry})" if entry else label
+    return (f"{label} ({entry})" if entry else label) + (f" [{pair}]" if pair else "")
 
 
 def _method(name: str):
@@ -99,6 +116,10 @@ def cells_from_results(rows: pd.DataFrame, selection: str = "best-val") -> pd.Da
     if "entry" not in df:
         df["entry"] = ""
     df["data"] = [data_key(d, e) for d, e in zip(df.dataset, df.entry)]
+    for col in ("arch", "teacher_arch"):  # rows from before architectures were chosen: the paper's network
+        df[col] = df[col].fillna(DEFAULT_ARCH) if col in df else DEFAULT_ARCH
+    df["pairs"] = df["pairs"].fillna("") if "pairs" in df else ""
+    shown = {p for text in df.pairs for p in text.split(";") if p} - {DEFAULT_PAIR}
     out = []
     for ds, sub in df.groupby("data"):
         rich = rich_modality(ds)
@@ -106,22 +127,34 @@ def cells_from_results(rows: pd.DataFrame, selection: str = "best-val") -> pd.Da
         if rich is None and mods:
             rich = mods[0]
         for r in sub.itertuples():
-            base = {"dataset": ds, "seed": int(r.seed), "f1": 100 * float(r.test_f1)}
-            out += [{**base, **place} for place in _places(r, rich, mods)]
+            for pair in (r.pairs.split(";") if r.pairs else [DEFAULT_PAIR]):
+                base = {"dataset": pair_key(ds, pair) if shown else ds, "seed": int(r.seed), "f1": 100 * float(r.test_f1)}
+                out += [{**base, **place} for place in _places(r, rich, mods, pair)]
     return pd.DataFrame(out)
 
 
-def _places(r, rich: str, mods: list[str]) -> list[dict]:
-    """Where one result row lands: (table, column, row key) for each cell it fills."""
+def _places(r, rich: str, mods: list[str], pair: str = DEFAULT_PAIR) -> list[dict]:
+    """Where one result row lands for one teacher -> student pair: (table, column, row key) for each cell it
+    fills. A reference trial is the pair's STUDENT row when it has the pair's student network, its TEACHER
+    when it has the teacher's (both, for resnet18 -> resnet18)."""
+    teacher, _, student = pair.partition("->")
     poor = [m for m in mods if m != rich]
     if r.method == _reference("cross-modal"):  # STUDENT of its modality; on the rich one also the TEACHER
-        own = [{"table": 1, "column": r.modality, "row": STUDENT}] if r.modality != rich else \
-            [{"table": 1, "column": m, "row": TEACHER} for m in poor]
-        return own + [{"table": 2, "column": r.modality, "row": STUDENT}]
+        out = []
+        if r.arch == student:
+            out += [{"table": 1, "column": r.modality, "row": STUDENT}] if r.modality != rich else []
+            out += [{"table": 2, "column": r.modality, "row": STUDENT}]
+        if r.arch == teacher and r.modality == rich:
+            out += [{"table": 1, "column": m, "row": TEACHER} for m in poor]
+        return out
     if r.method == _reference("multi-modal"):
-        return [{"table": 2, "column": m, "row": TEACHER} for m in mods]
+        return [{"table": 2, "column": m, "row": TEACHER} for m in mods] if r.arch == teacher else []
     if r.scenario in ("cross-modal", "multi-modal"):
+        if (r.teacher_arch, r.arch) != (teacher, student):
+            return []
         return [{"table": 1 if r.scenario == "cross-modal" else 2, "column": r.modality, "row": f"{r.method}|{r.variant}"}]
+    if r.arch != student:
+        return []
     if r.scenario == "ablation":
         return [{"table": ablation_table(r.method, r.variant), "column": r.modality, "row": f"{r.method}:{r.variant}"}]
     if _blank(r.variant):  # a standalone method's full run: Tables 1 and 2, and its ablation tables
@@ -195,12 +228,20 @@ def rows_from_mlflow(uri: str, experiment: str) -> pd.DataFrame:
                 out.append({"dataset": r["tags.dataset"], "entry": entry if isinstance(entry, str) else "",
                             "scenario": r["tags.scenario"], "method": r["tags.method"],
                             "variant": r.get("tags.variant", "") or "", "modality": key, "seed": int(r["tags.seed"]),
+                            "arch": _tag(r, "arch", DEFAULT_ARCH), "teacher_arch": _tag(r, "teacher_arch", DEFAULT_ARCH),
+                            "pairs": _tag(r, "pairs", ""),
                             "test_f1": float(r[col]), "test_f1_last": r.get(f"metrics.last_test_f1/{key}", np.nan),
                             "test_f1_oracle": r.get(f"metrics.oracle_test_f1/{key}", np.nan),
                             "status": "finished", "trial_id": r["tags.trial_id"],
                             "teacher_id": r.get("tags.teacher_id", ""), "wall_time_s": r.get("metrics.wall_time_s", 0.0),
                             "images_per_s": np.nan, "config_hash": r.get("tags.config_hash")})
     return pd.DataFrame(out)
+
+
+def _tag(run, name: str, default: str) -> str:
+    """A run's tag, or ``default`` where the run predates it (pandas gives NaN for a missing tag)."""
+    value = run.get(f"tags.{name}")
+    return value if isinstance(value, str) and value else default
 
 
 def finished_runs(uri: str, experiment: str):

@@ -12,16 +12,21 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from cmkd.archs import DEFAULT_ARCH
+
 #: what a finished record copies from the engine's ``TrialResult`` (its field names there and here)
 OUTCOME = ("outputs", "epochs_run", "wall_time_s", "images_per_s", "device", "out_dir", "resumed_from", "threads",
-           "train_time_s", "checkpoint_s", "history")
+           "train_time_s", "checkpoint_s", "history", "costs")
 #: test F1 per output under each model-selection rule: at the best validation epoch (the protocol,
 #: ``test_f1``), at the last epoch, and the best over epochs (selected on test: an upper bound, never a result)
 SELECTIONS = {"best-val": "test_f1", "last": "test_f1_last", "oracle": "test_f1_oracle"}
+#: what each deployed model costs (``cmkd.archs.cost``): counted parameters and FLOPs per sample, latency at
+#: batch 1 and images/s at batch 128 measured on the run's device
+COST_COLUMNS = ["params", "flops", "latency_ms", "deploy_images_per_s"]
 #: the columns of ``results.parquet`` before the ``opt.<name>`` columns, in order
-ROW_COLUMNS = ["dataset", "entry", "scenario", "method", "variant", "lskd", "ablation", "modality", "seed", "test_f1",
-               "test_f1_last", "test_f1_oracle", "val_f1", "best_epoch", "oracle_epoch", "epochs_run", "wall_time_s",
-               "images_per_s", "device", "config_hash", "code_version", "trial_id", "stage", "status", "teacher_id",
+ROW_COLUMNS = ["dataset", "entry", "scenario", "method", "variant", "lskd", "ablation", "modality", "seed", "arch",
+               "teacher_arch", "pairs", "test_f1", "test_f1_last", "test_f1_oracle", "val_f1", "best_epoch", "oracle_epoch",
+               "epochs_run", "wall_time_s", "images_per_s", "device", *COST_COLUMNS, "config_hash", "code_version", "trial_id", "stage", "status", "teacher_id",
                "mlflow_run_id", "error", "attempts", "node_id", "host"]
 #: the identity columns that lead ``history.parquet``
 HISTORY_COLUMNS = ["trial_id", "dataset", "entry", "scenario", "method", "variant", "lskd", "ablation", "seed",
@@ -43,6 +48,11 @@ class ResultRecord:
     variant: str = ""
     modality: str | None = None
     seed: int = 0
+    #: the network trained (for a per-modality choice, the output's own is in ``arch`` of its row) and its teacher's
+    arch: str = DEFAULT_ARCH
+    teacher_arch: str = DEFAULT_ARCH
+    #: the benchmark's teacher -> student pairs this trial serves ("teacher->student"; empty: the paper's)
+    pairs: list[str] = field(default_factory=list)
     teacher_id: str | None = None
     config_hash: str = ""
     code_version: str = ""
@@ -68,6 +78,7 @@ class ResultRecord:
     train_time_s: float | None = None
     checkpoint_s: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    costs: dict[str, dict[str, float]] = field(default_factory=dict)  # output -> params, flops, latency_ms, ...
     started_at: float | None = None  # when the worker started and ended the job (fixed cost = job - training)
     ended_at: float | None = None
     written_at: str = ""
@@ -114,13 +125,15 @@ class ResultRecord:
     def output_rows(self) -> list[dict[str, Any]]:
         """Rows of ``results.parquet``: one per evaluated output of a finished trial (one row with its
         modality otherwise), the :data:`ROW_COLUMNS`, then ``opt.<name>`` per resolved option."""
-        base = {k: getattr(self, k) for k in ROW_COLUMNS if k in _FIELDS and k != "modality"}
+        base = {k: getattr(self, k) for k in ROW_COLUMNS if k in _FIELDS and k not in ("modality", "pairs")}
+        base["pairs"] = ";".join(self.pairs)
         base.update(lskd=self.lskd, ablation=self.ablation, **{f"opt.{k}": v for k, v in sorted(self.options.items())})
         if self.status != "finished" or not self.outputs:
             return [{**base, "modality": self.modality}]
         return [{**base, "modality": key, "test_f1": out["test_f1"], "val_f1": out["val_f1"],
                  "best_epoch": out["best_epoch"], "test_f1_last": out.get("last_test_f1"),
-                 "test_f1_oracle": out.get("oracle_test_f1"), "oracle_epoch": out.get("oracle_epoch")}
+                 "test_f1_oracle": out.get("oracle_test_f1"), "oracle_epoch": out.get("oracle_epoch"),
+                 **{c: self.costs.get(key, {}).get(c) for c in COST_COLUMNS}}
                 for key, out in self.outputs.items()]
 
     def history_rows(self) -> list[dict[str, Any]]:
@@ -147,7 +160,8 @@ class ResultRecord:
     def mlflow_tags(self, bench: str) -> dict[str, str]:
         """The tags of the trial's MLflow run (what ``cmkd tables --mlflow`` reads back)."""
         return {"bench": bench, "stage": str(self.stage), "dataset": self.dataset, "entry": self.entry,
-                "scenario": self.scenario, "method": self.method, "variant": self.variant,
+                "scenario": self.scenario, "method": self.method, "variant": self.variant, "arch": self.arch,
+                "teacher_arch": self.teacher_arch, "pairs": ";".join(self.pairs),
                 "modality": str(self.modality or "all"), "seed": str(self.seed), "trial_id": self.trial_id,
                 "teacher_id": str(self.teacher_id or ""), "config_hash": self.config_hash,
                 "code_version": self.code_version}

@@ -7,20 +7,23 @@ from pathlib import Path
 
 import pandas as pd
 
+from cmkd.archs import DEFAULT_ARCH
 from cmkd.errors import UserError
 from cmkd.harness.engine.spec import data_key
 
 from .cells import AVG_TABLES, PRINTED_AVG, cells_from_paper, cells_from_results, dataset_label, load_rows
 from .plots import plot
-from .record import SELECTIONS
+from .record import COST_COLUMNS, SELECTIONS
 from .render import latex, render
 from .stats import ALPHA
-from .tables import build_table, dataset_order, has_results, row_names, wide_frame
+from .tables import build_table, dataset_order, has_results, pairs_frame, row_names, wide_frame
 
 
 def cost_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Wall time and images/s per data set and method; a student's cost includes its teacher's,
-    DisCoM-KD's one joint run is counted once (not per modality)."""
+    """Wall time and training images/s per data set, method and network; a student's cost includes its
+    teacher's, DisCoM-KD's one joint run is counted once (not per modality). Beside them, what its deployed
+    model costs: parameters (M), forward MFLOPs per sample, latency at batch 1 (ms) and images/s at batch 128,
+    measured on the run's device (one output's model per trial)."""
     df = rows[rows.status == "finished"].drop_duplicates("trial_id").copy()
     if df.empty:
         return pd.DataFrame()
@@ -31,8 +34,15 @@ def cost_table(rows: pd.DataFrame) -> pd.DataFrame:
     df["total_s"] = df.wall_time_s + df.teacher_s
     df["row"] = df.apply(lambda r: r.method + (f" ({r.variant})" if isinstance(r.variant, str) and r.variant else "")
                          + (f" [{r.scenario}]" if r.scenario in ("cross-modal", "multi-modal") else ""), axis=1)
-    g = df.groupby(["dataset", "row"]).agg(trials=("trial_id", "count"), own_s=("wall_time_s", "mean"),
-                                           with_teacher_s=("total_s", "mean"), images_per_s=("images_per_s", "mean"))
+    for col in ("arch", *COST_COLUMNS):  # results from before architectures and costs were recorded
+        if col not in df:
+            df[col] = DEFAULT_ARCH if col == "arch" else float("nan")
+    df["arch"] = df["arch"].fillna(DEFAULT_ARCH)
+    df["params_M"], df["MFLOPs"] = df.params / 1e6, df.flops / 1e6
+    g = df.groupby(["dataset", "row", "arch"]).agg(
+        trials=("trial_id", "count"), own_s=("wall_time_s", "mean"), with_teacher_s=("total_s", "mean"),
+        images_per_s=("images_per_s", "mean"), params_M=("params_M", "mean"), MFLOPs=("MFLOPs", "mean"),
+        latency_ms=("latency_ms", "mean"), deploy_images_per_s=("deploy_images_per_s", "mean"))
     return g.round(2).reset_index()
 
 
@@ -96,6 +106,13 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
         tex.append(latex(t, std, compare))
         wide_frame(t).to_csv(out / f"table{n}.csv")
         plot(t, out / f"table{n}.png", published=rows is None)
+        pf = pairs_frame(t) if n in (1, 2) else None
+        if pf is not None:  # methods x teacher -> student pairs
+            pf.to_csv(out / f"pairs{n}.csv")
+            title = f"Table {n} by teacher -> student pair: mean weighted F1 (%) over each data set's modality columns"
+            shown = pf.round(2).astype(object).where(pf.notna(), "-")
+            md.append(f"{title}\n\n" + shown.to_markdown(tablefmt="github"))
+            echo(f"{title}\n" + shown.to_markdown(tablefmt="simple") + "\n")
         gaps = t.missing()
         if gaps:
             missing.append(f"table {n}: {len(gaps)} missing cell(s), e.g. {', '.join(gaps[:3])}")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .cells import AVG_TABLES, PRINTED_AVG, STUDENT, TEACHER, _method, _registered, rich_modality
+from .cells import AVG_TABLES, PRINTED_AVG, STUDENT, TEACHER, _method, _registered, dataset_label, rich_modality, split_key
 from .stats import ALPHA, holm, paired_p, t_interval
 
 UP, DOWN = "↑", "↓"
@@ -199,3 +199,21 @@ def wide_frame(table: Table) -> pd.DataFrame:
     data = {name: {f"{d}/{c}": table.cells[(key, (d, c))].mean for d, c in table.columns}
             for name, (key, _, _) in zip(row_names(table), table.rows)}
     return pd.DataFrame(data).T
+
+
+def pairs_frame(table: Table) -> pd.DataFrame | None:
+    """Methods x teacher -> student pairs, as the DKD, MLKD and LSKD papers lay them out: the table's rows, one
+    column per (data set, pair) holding the mean of that row's cells over the data set's modality columns
+    (the mean over seeds in each). None when the table's columns name no pair (the paper's pair alone)."""
+    groups = sorted({d for d, _ in table.columns}, key=dataset_order)
+    if not any(split_key(d)[1] for d in groups):
+        return None
+    data = {}
+    for d in groups:
+        cols = [c for c in table.columns if c[0] == d]
+        means = []
+        for key, _, _ in table.rows:
+            values = [table.cells[(key, c)].mean for c in cols if table.cells[(key, c)].mean is not None]
+            means.append(float(np.mean(values)) if len(values) == len(cols) else None)
+        data[dataset_label(d)] = means
+    return pd.DataFrame(data, index=row_names(table))

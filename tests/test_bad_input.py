@@ -7,7 +7,6 @@ needed), the command, and a piece of the message that must name the problem.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import numpy as np

@@ -119,7 +119,7 @@ def test_c2kd_trains_end_to_end_from_a_real_teacher(teachers, scenario, lskd):
 
 @pytest.mark.parametrize("opt, message", [("non_target=drop", "option non_target must be one of zeroed, removed"),
                                           ("krc=1.5", "option krc must lie in [-1, 1], got 1.5"),
-                                          ("proxy_stage=pool", "option proxy_stage must be one of layer1")])
+                                          ("proxy_stage=pool", "option proxy_stage must be one of stage1")])
 def test_c2kd_bad_options_are_refused_before_training(capsys, tmp_path, opt, message):
     from cmkd.harness.cli.main import main
 

@@ -74,10 +74,10 @@ def test_the_multi_modal_hint_target_is_the_fused_map(teachers):
     b = train_batch(data, split)
     _, feats = method.teacher_features(b.x)
     with torch.no_grad():
-        from cmkd.methods.backbones import encoder_stages
+        from cmkd.archs import forward_stages as encoder_stages
 
-        parts = [encoder_stages(method.teacher.encoders[m], b.x[m], ("layer2",))[1]["layer2"] for m in ("rgb", "depth")]
-    torch.testing.assert_close(feats["layer2"], parts[0] + parts[1])
+        parts = [encoder_stages(method.teacher.encoders[m], b.x[m], ("stage2",))[1]["stage2"] for m in ("rgb", "depth")]
+    torch.testing.assert_close(feats["stage2"], parts[0] + parts[1])
 
 
 @pytest.mark.parametrize("scenario", ["cross-modal", "multi-modal"])

@@ -12,14 +12,14 @@ ROOT = Path(__file__).resolve().parents[1]
 #: bottom to top; a module belongs to the first (longest) prefix that names it
 FLOORS = [
     ("floor 0: errors, registry, plugins", ("cmkd.errors", "cmkd.registry", "cmkd.plugins")),
-    ("floor 1: data sets", ("cmkd.datasets",)),
+    ("floor 1: data sets, architectures", ("cmkd.datasets", "cmkd.archs")),
     ("floor 2: methods", ("cmkd.methods",)),
     ("floor 3: engine", ("cmkd.harness.engine", "cmkd.harness")),  # harness/__init__ only says where things are
     ("floor 4: results", ("cmkd.results",)),
     ("floor 5: sweep", ("cmkd.harness.sweep",)),
     ("floor 6: CLI", ("cmkd.harness.cli", "cmkd.__main__")),
 ]
-PACKAGES = ["datasets", "methods", "harness", "results"]
+PACKAGES = ["datasets", "archs", "methods", "harness", "results"]
 
 
 def module_name(path: Path) -> str:
@@ -151,3 +151,34 @@ def test_the_harness_and_results_know_no_method_by_name():
                 if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in METHODS:
                     named.setdefault(str(path.relative_to(ROOT)), set()).add(node.value)
     assert named == {}
+
+
+def test_no_network_family_is_assumed_outside_the_architectures():
+    """Methods, engine, sweep and results read an encoder's declared width and cross-family stage names:
+    no ResNet stage name (``layer1``..``layer4``) outside ``archs/``, no pooled width (512) in ``methods/``."""
+    import re
+
+    offences = []
+    for name, path in all_modules().items():
+        if name.startswith("cmkd.archs"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"layer[1-4]", node.value):
+                offences.append(f"{name}:{node.lineno} {node.value!r}")
+            if (name.startswith("cmkd.methods") and isinstance(node, ast.Constant) and type(node.value) is int
+                    and node.value == 512):
+                offences.append(f"{name}:{node.lineno} 512")
+    assert offences == []
+
+
+def test_the_family_rule_catches_an_offence(tmp_path, monkeypatch):
+    """The rule above can fail: a method module naming 'layer3' is found."""
+    probe = ROOT / "methods" / "_family_probe.py"
+    probe.write_text('STAGE = "layer3"\nWIDTH = 512\n')
+    try:
+        import pytest
+
+        with pytest.raises(AssertionError, match="layer3"):
+            test_no_network_family_is_assumed_outside_the_architectures()
+    finally:
+        probe.unlink()

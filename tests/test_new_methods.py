@@ -115,7 +115,7 @@ def test_feature_stages_of_the_multi_modal_teacher_are_fused_sums():
     with torch.no_grad():
         logits, feats = net.forward_features(x, ("layer2", "pool"))
         torch.testing.assert_close(logits, net(x))
-        from cmkd.methods.backbones import encoder_stages
+        from cmkd.archs import forward_stages as encoder_stages
 
         parts = [encoder_stages(net.encoders[m], x[m], ("layer2",))[1]["layer2"] for m in x]
         torch.testing.assert_close(feats["layer2"], parts[0] + parts[1])

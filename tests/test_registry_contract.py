@@ -22,6 +22,7 @@ NARROW = replace(INFO, width=8)
 def tiny_teacher(kind: str, info: DataInfo = INFO) -> torch.nn.Module:
     cls = teacher_method(kind)
     modality = info.rich if cls.single_modality else None
+    info = replace(info, arch=info.teacher_arch)  # the teacher's own trial: its network is the student's teacher_arch
     teacher = cls(info, modality, cls.Options()).export(modality or FUSED).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)

@@ -132,6 +132,7 @@ def _method_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def spec_from_args(args: argparse.Namespace):
     """The trial spec a ``cmkd train`` command line describes."""
+    from cmkd.archs.choice import ArchChoice
     from cmkd.harness.engine.spec import TrialSpec
     from cmkd.methods import get_method
 
@@ -141,6 +142,10 @@ def spec_from_args(args: argparse.Namespace):
         dataset=args.dataset, method=args.method, seed=args.seed, modality=args.modality, scenario=scenario,
         method_options=_method_options(args), dataset_options=parse_pairs(args.data_opt, "--data-opt"),
         data_root=args.root, train=_train_config(args),
+        arch=str(ArchChoice.join(args.arch or [], "--arch")),
+        teacher_arch=str(ArchChoice.join(args.teacher_arch or [], "--teacher-arch")),
+        teacher_options=parse_pairs(args.teacher_opt, "--teacher-opt"),
+        pretrained=args.pretrained or "", teacher_pretrained=args.teacher_pretrained or "",
     )
 
 
@@ -228,6 +233,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lskd", action="store_true", help="KD students: apply logit standardisation (LSKD)")
     t.add_argument("--ablation", help="an ablation the method declares (cmkd methods lists them)")
     t.add_argument("--opt", action="append", metavar="KEY=VALUE", help="a method option (repeatable)")
+    t.add_argument("--arch", action="append", metavar="[MODALITY=]NAME",
+                   help="the network trained: one architecture, or one per modality (repeatable); default resnet18; "
+                        "cmkd archs lists them, timm:<name> names any timm model")
+    t.add_argument("--teacher-arch", action="append", metavar="[MODALITY=]NAME",
+                   help="a distilled method's teacher network (same forms as --arch); the teacher is looked up by it")
+    t.add_argument("--pretrained", metavar="PATH|hub",
+                   help="initial weights of the trained encoders: a torchvision/timm state-dict file, or hub (the torch "
+                        "hub cache); never downloaded; its content hash joins the trial's identity")
+    t.add_argument("--teacher-pretrained", metavar="PATH|hub", help="the teacher's initial weights (its lookup matches them)")
+    t.add_argument("--teacher-opt", action="append", metavar="KEY=VALUE",
+                   help="a method option of the teacher's trial (repeatable): the teacher is looked up by it")
     add_train_flags(t)
     t.add_argument("--root", help="data root (real data sets)")
     t.add_argument("--data-opt", action="append", metavar="KEY=VALUE", help="a data-set option (repeatable)")

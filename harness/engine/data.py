@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cmkd.archs import DEFAULT_ARCH
 from cmkd.datasets import MultiModalData, Split, get_dataset, make_split
 from cmkd.errors import UserError
 from cmkd.methods import DataInfo
@@ -34,8 +35,9 @@ def default_root(name: str) -> str | None:
     return str(path) if path.is_dir() else None
 
 
-def data_info(data: MultiModalData, width: int = 64) -> DataInfo:
-    """What a method may know of the data, and the base width its networks are built with."""
+def data_info(data: MultiModalData, width: int = 64, arch: str = DEFAULT_ARCH, teacher_arch: str = DEFAULT_ARCH) -> DataInfo:
+    """What a method may know of the data, and the networks it builds: the base width, the trial's
+    architecture and its teacher's."""
     return DataInfo(
         name=data.name,
         channels=data.channels(),
@@ -43,7 +45,14 @@ def data_info(data: MultiModalData, width: int = 64) -> DataInfo:
         n_classes=data.n_classes,
         rich=data.rich,
         width=width,
+        arch=arch,
+        teacher_arch=teacher_arch,
     )
+
+
+def spec_info(data: MultiModalData, spec) -> DataInfo:
+    """:func:`data_info` for a trial spec: its width and its (and its teacher's) architectures."""
+    return data_info(data, spec.train.width, spec.arch, spec.teacher_arch)
 
 
 def split_for(data: MultiModalData, repetition: int, rule: str = "official", protocol: str = "paper") -> Split:

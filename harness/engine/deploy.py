@@ -69,7 +69,8 @@ def describe_data(data, dataset: str) -> dict[str, Any]:
             inputs[m]["normalisation_note"] = (
                 "none applied by cmkd: feed values as the data set stores them"
                 + (f" ({source})" if source else ""))
-    return {"data_info": {**asdict(info), "image_sizes": {m: list(s) for m, s in info.image_sizes.items()}},
+    described = {k: v for k, v in asdict(info).items() if k not in ("arch", "teacher_arch")}  # the trial's, not the data's
+    return {"data_info": {**described, "image_sizes": {m: list(s) for m, s in info.image_sizes.items()}},
             "inputs": inputs, "class_names": list(data.class_names)}
 
 
@@ -109,6 +110,29 @@ def input_modalities(method, key: str) -> list[str]:
     return [key] if key in method.info.channels else list(method.inputs())
 
 
+def deployed_cost(method, key: str, device: torch.device) -> dict[str, float]:
+    """What output ``key``'s deployable model costs: parameters, FLOPs per sample, latency at batch 1 and
+    images/s at batch 128 on ``device`` (where the trial ran)."""
+    from cmkd.archs.cost import count_module, measure
+
+    module = weights_module(method, key)
+    mods = input_modalities(method, key)
+    info = method.info
+
+    def make_input(n: int):
+        xs = {m: torch.zeros(n, info.channels[m], *info.image_sizes[m], device=device) for m in mods}
+        if module is method:
+            return xs
+        return xs[mods[0]] if len(mods) == 1 and key in info.channels else xs
+
+    if module is method:  # no standalone model: its prediction for this output
+        module = _Prediction(method, key)
+    counted = count_module(module, make_input(1))
+    timed = measure(module, make_input, device)
+    return {"params": counted.params, "flops": counted.flops, "latency_ms": round(timed.latency_ms, 3),
+            "deploy_images_per_s": round(timed.images_per_s, 1)}
+
+
 def weights_module(method, key: str) -> nn.Module:
     """The module whose state ``best_<key>.pt`` holds (the engine saves exactly this one's weights)."""
     try:
@@ -125,7 +149,8 @@ def rebuild(spec, info, key: str, weights: dict[str, torch.Tensor]) -> tuple[nn.
 
     cls = get_method(spec.method)
     options = spec.options()
-    info = replace(info, width=spec.train.width)  # the data description is the data's; the width, the trial's
+    # the data description is the data's; the width and the architectures, the trial's
+    info = replace(info, width=spec.train.width, arch=spec.arch, teacher_arch=spec.teacher_arch)
     kind = spec.scenario if cls.teacher_kinds else None
     teacher = build_teacher_network(info, kind).eval() if kind else None
     method = cls(info, spec.modality, options, teacher, kind)
@@ -160,6 +185,8 @@ def export_program(module: nn.Module, examples: list[torch.Tensor], path: Path, 
 def export_outputs(folder: Path, spec, deploy: dict[str, Any], outputs: dict[str, dict[str, Any]],
                    keys: list[str] | None = None, out: Path | None = None) -> dict[str, str]:
     """Export each output's ``best_<key>.pt`` of a trial folder; returns output -> program path."""
+    from cmkd.methods.backbones import arch_name
+
     info = data_info_from(deploy)
     out = Path(out or folder)
     exported = {}
@@ -171,6 +198,7 @@ def export_outputs(folder: Path, spec, deploy: dict[str, Any], outputs: dict[str
                             "<bench>/models.csv lists them); set keep_weights = \"all\" to keep every trial's")
         weights = torch.load(weights_file, map_location="cpu", weights_only=True)
         module, mods = rebuild(spec, info, key, weights)
+        info_for = replace(info, arch=spec.arch)
         inputs = [deploy["inputs"][m] for m in mods]
         examples = [torch.zeros(2, d["channels"], *d["image_size"]) for d in inputs]
         rec = outputs.get(key, {})
@@ -178,6 +206,7 @@ def export_outputs(folder: Path, spec, deploy: dict[str, Any], outputs: dict[str
                    "returns": "logits N x classes (softmax gives class probabilities)",
                    "trial_id": spec.trial_id(), "dataset": spec.dataset, "method": spec.method,
                    "scenario": spec.scenario, "seed": spec.seed, "method_options": dict(spec.method_options),
+                   "arch": {m: arch_name(info_for, m) for m in mods} if mods else spec.arch,
                    "best_epoch": rec.get("best_epoch"), "val_f1": rec.get("val_f1"), "test_f1": rec.get("test_f1"),
                    "code_version": cmkd.__version__}
         exported[key] = str(export_program(module, examples, model_path(out, key), sidecar))

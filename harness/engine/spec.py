@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from cmkd.archs import DEFAULT_ARCH
 from cmkd.errors import UserError, check_fields, check_value, nearest
 
 #: 2: the official split arithmetic and conv1 initialisation became the defaults (issue 17)
@@ -27,6 +28,11 @@ NOT_IDENTITY = ("device", "threads", "eval_batch_size", "checkpoint_every", "che
 #: train fields added after trials were recorded, with their defaults: in the identity only where they differ
 #: from it, so that no earlier trial id or benchmark config hash moves
 ADDED_LATER = {"width": 64}
+#: the same for the spec's own fields: the paper's network for every role, no teacher options
+SPEC_ADDED_LATER: dict[str, Any] = {"arch": DEFAULT_ARCH, "teacher_arch": DEFAULT_ARCH, "teacher_options": {},
+                                     "pretrained_hash": "", "teacher_pretrained_hash": ""}
+#: where a file lies is not what it is: its content hash is in the identity instead
+NOT_SPEC_IDENTITY = ("data_root", "pretrained", "teacher_pretrained")
 CONV1_INITS = ("official", "kaiming")
 SPLIT_PROTOCOLS = ("paper", "published")
 
@@ -171,6 +177,18 @@ class TrialSpec:
     #: the content of the data trained on (``MultiModalData.fingerprint``); "" until the data are loaded,
     #: then part of the identity: the same path with other content is another trial
     data_fingerprint: str = ""
+    #: the network trained (``cmkd.archs.choice.ArchChoice`` text: one architecture, or one per modality) ...
+    arch: str = DEFAULT_ARCH
+    #: ... and, for a distilled method, its teacher's network and its teacher's method options (the teacher
+    #: is looked up by its own architecture and options)
+    teacher_arch: str = DEFAULT_ARCH
+    teacher_options: dict[str, Any] = field(default_factory=dict)
+    #: initial weights of the trial's encoders (a state-dict file, or "hub": the torch hub cache; never
+    #: downloaded) and their content hash; the teacher's, which its lookup matches
+    pretrained: str = ""
+    pretrained_hash: str = ""
+    teacher_pretrained: str = ""
+    teacher_pretrained_hash: str = ""
 
     def __post_init__(self) -> None:
         from cmkd.datasets.splits import MAX_REPETITION
@@ -181,12 +199,30 @@ class TrialSpec:
                             f"got {self.seed}")
         if self.scenario not in SCENARIOS:
             raise UserError(f"unknown scenario {self.scenario!r}{nearest(self.scenario, SCENARIOS)}; valid: {', '.join(SCENARIOS)}")
+        from cmkd.archs.choice import ArchChoice
+
+        object.__setattr__(self, "arch", str(ArchChoice.parse(self.arch, "--arch")))
+        object.__setattr__(self, "teacher_arch", str(ArchChoice.parse(self.teacher_arch, "--teacher-arch")))
+        check_value("teacher_options", self.teacher_options, dict)
+        for role, arch in (("", self.arch), ("teacher_", self.teacher_arch)):
+            source = getattr(self, f"{role}pretrained")
+            check_value(f"{role}pretrained", source, str)
+            if source and not getattr(self, f"{role}pretrained_hash"):  # hashed once, where the spec is made
+                from cmkd.archs.weights import content_hash, resolve
+
+                path = resolve(source, ArchChoice.parse(arch).default)
+                object.__setattr__(self, f"{role}pretrained", str(path))
+                object.__setattr__(self, f"{role}pretrained_hash", content_hash(path))
 
     def identity(self) -> dict[str, Any]:
         """What the trial id hashes: the spec, with the data's content instead of where they lie (the same
         data may move; other data at the same path are another trial)."""
         d = asdict(self)
-        d.pop("data_root")
+        for k in NOT_SPEC_IDENTITY:
+            d.pop(k)
+        for k, default in SPEC_ADDED_LATER.items():
+            if d[k] == default:
+                d.pop(k)
         d["train"] = self.train.identity()
         d["spec_version"] = SPEC_VERSION
         return d

@@ -8,11 +8,14 @@ have been trained on the student's split.
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from cmkd.archs import DEFAULT_ARCH
+from cmkd.archs.base import on_meta
 from cmkd.errors import UserError
 from cmkd.methods import FUSED, DataInfo, get_method, teacher_method
 
@@ -28,10 +31,14 @@ def teacher_spec(spec: TrialSpec, kind: str, info: DataInfo) -> TrialSpec:
         seed=spec.seed,
         modality=info.rich if teacher_method(kind).single_modality else None,
         scenario="single",
+        method_options=dict(spec.teacher_options),
         dataset_options=spec.dataset_options,
         data_root=spec.data_root,
         train=spec.train,
         data_fingerprint=spec.data_fingerprint,
+        arch=spec.teacher_arch,
+        pretrained=spec.teacher_pretrained,
+        pretrained_hash=spec.teacher_pretrained_hash,
     )
 
 
@@ -40,9 +47,19 @@ def train_command(tspec: TrialSpec, runs_root: str | Path) -> str:
     parts = ["cmkd", "train", "--method", tspec.method, "--dataset", tspec.dataset, "--seed", str(tspec.seed)]
     if tspec.modality:
         parts += ["--modality", tspec.modality]
+    if tspec.arch != DEFAULT_ARCH:
+        parts += ["--arch", tspec.arch]
+    if tspec.pretrained:
+        parts += ["--pretrained", tspec.pretrained]
     parts += tspec.train.cli_flags()
     for k, v in sorted(tspec.method_options.items()):
         parts += ["--opt", f"{k}={_text(v)}"]
+    if tspec.teacher_arch != DEFAULT_ARCH:
+        parts += ["--teacher-arch", tspec.teacher_arch]
+    if tspec.teacher_pretrained:
+        parts += ["--teacher-pretrained", tspec.teacher_pretrained]
+    for k, v in sorted(tspec.teacher_options.items()):
+        parts += ["--teacher-opt", f"{k}={_text(v)}"]
     for k, v in sorted(tspec.dataset_options.items()):
         parts += ["--data-opt", f"{k}={_text(v)}"]
     if tspec.data_root:
@@ -94,9 +111,15 @@ def load_teacher(
     options = tspec.options()
     key = tspec.modality if cls.single_modality else FUSED
     state = torch.load(folder / f"best_{key}.pt", map_location="cpu", weights_only=True)  # the deployable model only
-    with torch.device("meta"):  # no random init for weights about to be replaced (0.18 s of a student's start)
-        teacher = cls(info, tspec.modality, options).export(key)
-    teacher.load_state_dict(state, assign=True)
+    info = replace(info, arch=tspec.arch, teacher_arch=tspec.teacher_arch)  # the teacher's own network
+    # no random init for weights about to be replaced (0.18 s of a student's start)
+    teacher = on_meta(lambda: cls(info, tspec.modality, options).export(key))
+    try:
+        teacher.load_state_dict(state, assign=True)
+    except RuntimeError as exc:
+        raise UserError(f"teacher weights {folder / f'best_{key}.pt'} do not fit a {tspec.arch} {tspec.method} network "
+                        f"({str(exc).splitlines()[1].strip()[:120]}); retrain the teacher: "
+                        f"{train_command(tspec, runs_root)}") from None
     if any(t.is_meta for t in (*teacher.parameters(), *teacher.buffers())):  # a buffer the weights do not hold
         teacher = cls(info, tspec.modality, options).export(key)
         teacher.load_state_dict(state)

@@ -23,11 +23,11 @@ from cmkd.datasets import MultiModalData, Split
 from cmkd.datasets.splits import empty_parts
 from cmkd.errors import Interrupted, UserError
 from cmkd.methods import Batch, Method, get_method
-from cmkd.methods.backbones import kaiming_conv1_
+from cmkd.methods.backbones import check_encoders, kaiming_conv1_
 
 from .augment import augment, strong_augment
 from .checkpoint import CheckpointPolicy, state_bytes
-from .data import data_info, load_data, split_for
+from .data import load_data, spec_info, split_for
 from .folders import CHECKPOINT_FILE, DEFAULT_ROOT, RESULT_FILE, SPEC_FILE, claim_folder, trial_dir, variant_of
 from .io import read_json, save_torch, write_json
 from .locks import FolderLock
@@ -75,6 +75,9 @@ class TrialResult:
     threads: int = 0
     data_options: dict[str, Any] = field(default_factory=dict)  # the data-set options in force
     checkpoint_s: float = 0.0  # seconds this run spent writing resume checkpoints
+    #: per output, what its deployable model costs (parameters, FLOPs, latency, images/s: measured, so not
+    #: in ``outputs``, whose numbers a rerun reproduces)
+    costs: dict[str, dict[str, float]] = field(default_factory=dict)
     #: the data description an export needs (DataInfo, per-modality preprocessing, class names): cmkd export
     deploy: dict[str, Any] = field(default_factory=dict)
     reused: bool = False
@@ -137,7 +140,8 @@ def prepare(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str |
                         f"(fingerprint {content}) than this trial was planned on ({spec.data_fingerprint}): the data "
                         "changed, or this node sees other files; restore them, or run the command again to plan anew")
     spec = spec.replace(data_fingerprint=content)
-    info = data_info(data, spec.train.width)
+    info = spec_info(data, spec)
+    check_networks(method_cls, info, spec)
     method_cls.check(info, spec.modality, options)
     if not method_cls.teacher_kinds and spec.scenario in ("cross-modal", "multi-modal"):
         raise UserError(f"method {spec.method!r} has no teacher; drop --scenario {spec.scenario}")
@@ -168,6 +172,60 @@ def prepare(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str |
     return Prepared(spec, method_cls, options, data, split, folder)
 
 
+def check_networks(method_cls, info, spec: TrialSpec) -> None:
+    """Refuse, before anything is built, an architecture that names a modality the data lack, or cannot take
+    a modality's input; a teacher architecture (or teacher options) for a method without a teacher."""
+    from cmkd.archs import DEFAULT_ARCH
+    from cmkd.archs.choice import ArchChoice
+
+    ArchChoice.parse(spec.arch).check_modalities(list(info.channels), "--arch")
+    own = [spec.modality] if method_cls.single_modality and spec.modality else list(info.channels)
+    own = [m for m in own if m in info.channels]  # a modality the data lack: the method's check names it
+    check_encoders(info, own)
+    if spec.pretrained:
+        check_pretrained(info, own, spec)
+    if not method_cls.teacher_kinds:
+        if spec.teacher_arch != DEFAULT_ARCH or spec.teacher_options or spec.teacher_pretrained:
+            what = ("--teacher-arch" if spec.teacher_arch != DEFAULT_ARCH else
+                    "--teacher-pretrained" if spec.teacher_pretrained else "teacher options")
+            raise UserError(f"method {spec.method!r} learns from no teacher: drop {what}")
+        return
+    ArchChoice.parse(spec.teacher_arch).check_modalities(list(info.channels), "--teacher-arch")
+    if spec.scenario in method_cls.teacher_kinds:
+        check_encoders(info, [info.rich] if spec.scenario == "cross-modal" else list(info.channels), teacher=True)
+
+
+def check_pretrained(info, modalities: list[str], spec: TrialSpec) -> None:
+    """The pretrained file still holds what the spec hashed, and fits each encoder the trial builds (checked on
+    the meta device: no weights are built)."""
+    from cmkd.archs.base import on_meta
+    from cmkd.archs.weights import content_hash, fitted_state, read_state
+    from cmkd.methods.backbones import arch_name, encoder_for
+
+    path = Path(spec.pretrained)
+    if not path.is_file() or content_hash(path) != spec.pretrained_hash:
+        raise UserError(f"pretrained weights {path} changed or vanished since this trial was planned (hash "
+                        f"{spec.pretrained_hash}); restore the file or plan again")
+    state = read_state(path)
+    for m in modalities:
+        fitted_state(on_meta(lambda m=m: encoder_for(info, m)), state, arch_name(info, m), path)
+
+
+def load_pretrained(method: Method, spec: TrialSpec) -> int:
+    """Load the spec's pretrained weights into every encoder the method trains (not its teacher's copy);
+    returns how many were loaded."""
+    from cmkd.archs.weights import fitted_state, read_state
+
+    path = Path(spec.pretrained)
+    state = read_state(path)
+    loaded = 0
+    for name, module in method.named_modules():
+        if hasattr(module, "stage_modules") and not name.startswith("teacher"):
+            module.load_state_dict(fitted_state(module, state, spec.arch, path))
+            loaded += 1
+    return loaded
+
+
 class Engine:
     """Trains one method on one data set and split."""
 
@@ -178,7 +236,7 @@ class Engine:
         self.device = pick_device(self.cfg.device)
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
-        self.info = data_info(prep.data, self.cfg.width)
+        self.info = spec_info(prep.data, spec)
         self.teacher_record = None
         teacher = None
         kind = spec.scenario if prep.method_cls.teacher_kinds else None
@@ -191,6 +249,8 @@ class Engine:
         self.method.on_train_split(torch.from_numpy(prep.data.labels[prep.split.train]))
         if self.cfg.conv1_init == "kaiming":
             kaiming_conv1_(self.method)
+        if spec.pretrained:
+            load_pretrained(self.method, spec)
         self.method.to(self.device)
         self.memory_format = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
         self.loss_fn = optimise(self.method, self.cfg.channels_last, self.cfg.compile)
@@ -363,8 +423,12 @@ class Engine:
         from .deploy import describe_data, export_outputs
 
         prep, folder = self.prep, self.prep.out_dir
+        from .deploy import deployed_cost
+
+        costs = {}
         for k in self.method.outputs():
             state.best[k].update(selection_summary(state.history, k))
+            costs[k] = deployed_cost(self.method, k, self.device)
         deploy = describe_data(prep.data, self.spec.dataset)
         if keep_weights or export:
             for k, weights in state.weights.items():
@@ -381,7 +445,7 @@ class Engine:
             data_fingerprint=prep.data.fingerprint(), n_classes=prep.data.n_classes, out_dir=str(folder),
             teacher=(self.teacher_record or {}).get("out_dir"), history=state.history, exports=exports,
             resumed_from=state.resumed_from, threads=torch.get_num_threads(),
-            data_options=dict(prep.data.meta.get("options", {})), checkpoint_s=checkpoint_s, deploy=deploy,
+            data_options=dict(prep.data.meta.get("options", {})), checkpoint_s=checkpoint_s, deploy=deploy, costs=costs,
         )
         write_json(result.to_dict(), folder / RESULT_FILE)
         # the resume state (weights + optimiser moments) is dead weight once the result exists

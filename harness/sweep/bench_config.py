@@ -17,6 +17,7 @@ from typing import Any
 
 import tomllib
 
+from cmkd.archs import DEFAULT_ARCH
 from cmkd.errors import UserError, check_fields, check_value, nearest
 from cmkd.harness.engine.spec import TrainConfig, data_key
 from cmkd.plugins import load_plugins
@@ -37,6 +38,24 @@ class DatasetEntry:
     def key(self) -> str:
         """The entry's column key in the results and tables: ``name`` or ``name:label``."""
         return data_key(self.name, self.label)
+
+
+@dataclass(frozen=True)
+class ArchPair:
+    """A teacher -> student pair of networks (``cmkd.archs.choice.ArchChoice`` texts), swept like seeds."""
+
+    teacher: str = DEFAULT_ARCH
+    student: str = DEFAULT_ARCH
+
+    def __post_init__(self) -> None:
+        from cmkd.archs.choice import ArchChoice
+
+        for role in fields(self):  # each role's text in its canonical form, unknown names refused
+            object.__setattr__(self, role.name, str(ArchChoice.parse(getattr(self, role.name), f"a pairs entry's {role.name}")))
+
+    @property
+    def label(self) -> str:
+        return f"{self.teacher}->{self.student}"
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,12 @@ class BenchConfig:
     #: data sets registered outside this package
     plugins: tuple[str, ...] = ()
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method, e.g. {ctkd = {temp_lr = 0.01}}
+    #: teacher -> student networks, each pair a full sweep (its own STUDENT rows, teachers and students); the
+    #: paper's is resnet18 -> resnet18
+    pairs: tuple[ArchPair, ...] = (ArchPair(),)
+    #: initial weights per architecture (a local state-dict file, or "hub": the torch hub cache; never
+    #: downloaded): every trial whose network is that architecture starts from them, teachers and students alike
+    pretrained: dict[str, str] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     resources: Resources = field(default_factory=Resources)
     max_failures: int = 1  # retries of a failing trial before it is recorded as failed
@@ -97,6 +122,20 @@ class BenchConfig:
             raise UserError(f"resources must be a table (e.g. --set resources.cpus_per_trial=2), got {self.resources!r}")
         if not isinstance(self.method_options, dict) or not all(isinstance(v, dict) for v in self.method_options.values()):
             raise UserError("method_options must be a table of tables, e.g. --set \"method_options={ctkd={temp_lr=0.01}}\"")
+        if not self.pairs or not all(isinstance(p, ArchPair) for p in self.pairs):
+            raise UserError("pairs must list teacher -> student networks, e.g. --set \"pairs=[{teacher='resnet34', "
+                            "student='mobilenet_v3_small'}]\"")
+        from cmkd.archs import get_arch
+
+        if not isinstance(self.pretrained, dict) or not all(isinstance(v, str) and v for v in self.pretrained.values()):
+            raise UserError("pretrained maps architectures to weights files, e.g. --set \"pretrained={resnet34="
+                            "'/weights/resnet34.pth'}\" (or 'hub': the torch hub cache)")
+        for name in self.pretrained:
+            get_arch(name)
+        labels = [p.label for p in self.pairs]
+        twice = sorted({x for x in labels if labels.count(x) > 1})
+        if twice:
+            raise UserError(f"pairs lists {twice[0]} twice; drop one")
         if not self.name or any(c in self.name for c in "/\\ "):
             raise UserError(f"benchmark name must be a non-empty word without slashes or spaces, got {self.name!r}")
 
@@ -170,6 +209,10 @@ class BenchConfig:
                   "keep_weights"):
             d.pop(k)
         d["train"] = self.train.identity()
+        if self.pairs == (ArchPair(),):  # the paper's pair, added later: absent, so that no earlier hash moves
+            d.pop("pairs")
+        if not self.pretrained:
+            d.pop("pretrained")
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,6 +244,15 @@ class BenchConfig:
                     raise UserError(f"a datasets entry's options must be a table, got {d['options']!r}")
                 entries.append(DatasetEntry(d["name"], d.get("root"), dict(d.get("options", {})), d.get("label", "")))
             data["datasets"] = tuple(entries)
+        if "pairs" in data:
+            listed = data["pairs"] if isinstance(data["pairs"], list) else [data["pairs"]]
+            pairs = []
+            for p in listed:
+                if not isinstance(p, dict) or set(p) - {f.name for f in fields(ArchPair)}:
+                    raise UserError(f"a pairs entry is a table with teacher and student, got {p!r}; e.g. "
+                                    "pairs=[{teacher='resnet34', student='mobilenet_v3_small'}]")
+                pairs.append(ArchPair(**p))
+            data["pairs"] = tuple(pairs)
         for k in ("seeds", "scenarios", "methods", "lskd", "ablations", "plugins"):
             if k in data:
                 v = data[k]

@@ -42,12 +42,14 @@ class TrialJob:
     fail_before_training: bool = False  # a test's failure injection (never set from a user's config)
     tags: dict[str, str] = field(default_factory=dict)
     entry: str = ""  # the data-set entry's label ("" when the data set has one entry)
+    pairs: tuple[str, ...] = ()  # the config's teacher -> student pairs this trial serves
 
     def new_record(self) -> ResultRecord:
         """This trial's record before it has an outcome: its identity in the benchmark."""
         s = self.spec
         return ResultRecord(trial_id=self.trial_id, name=self.name, stage=self.stage, dataset=s.dataset, entry=self.entry,
                             scenario=s.scenario, method=s.method, variant=variant_of(s), modality=s.modality, seed=s.seed,
+                            arch=s.arch, teacher_arch=s.teacher_arch, pairs=list(self.pairs),
                             teacher_id=self.teacher_id, config_hash=self.config_hash, code_version=cmkd.__version__,
                             spec=s.to_dict(), options=s.resolved_options())
 

@@ -9,16 +9,19 @@ once that teacher has finished. No method is known here by name.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
+from cmkd.archs import DEFAULT_ARCH
 from cmkd.harness.engine.data import data_info, load_data
 from cmkd.harness.engine.folders import variant_of
 from cmkd.harness.engine.spec import TrialSpec, data_key
 from cmkd.harness.engine.teachers import teacher_spec
+from cmkd.harness.engine.trial import check_networks
 from cmkd.methods import DataInfo, get_method, teacher_method
 
-from .bench_config import BenchConfig, DatasetEntry
+from .bench_config import ArchPair, BenchConfig, DatasetEntry
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,9 @@ class PlannedTrial:
     stage: int
     teacher_id: str | None = None
     entry: str = ""  # the data-set entry's label (two entries of one data set are two table columns)
+    #: the teacher -> student pairs of the config this trial serves (one trial may serve several: a resnet18
+    #: STUDENT row is that of every pair with a resnet18 student)
+    pairs: tuple[str, ...] = ()
 
     @property
     def trial_id(self) -> str:
@@ -43,6 +49,10 @@ class PlannedTrial:
             parts.append(s.modality)
         if s.scenario in ("cross-modal", "multi-modal"):
             parts.append("xm" if s.scenario == "cross-modal" else "mm")
+        if s.arch != DEFAULT_ARCH:
+            parts.append(s.arch.replace(",", "+"))
+        if s.teacher_arch != DEFAULT_ARCH:
+            parts.append("from-" + s.teacher_arch.replace(",", "+"))
         parts.append(f"s{s.seed}")
         return "-".join(parts)
 
@@ -55,7 +65,29 @@ class PlannedTrial:
         """Trial-epochs in student epochs (the method's declared relative cost)."""
         s = self.spec
         info = info or data_info(load_data(s.dataset, s.data_root, s.dataset_options), s.train.width)
-        return get_method(s.method).epoch_cost(info) * s.train.epochs
+        return get_method(s.method).epoch_cost(info) * s.train.epochs * network_cost(info, s.arch)
+
+
+def network_cost(info: DataInfo, arch: str) -> float:
+    """The trial's networks' counted forward FLOPs (mean over its modalities) relative to the default network
+    (resnet18 at the trial's width): what scales a method's declared epoch cost to another architecture."""
+    from cmkd.archs.choice import ArchChoice
+
+    choice = ArchChoice.parse(arch)
+    if choice.is_default:
+        return 1.0
+    ratios = [_flops(choice.for_modality(m), c, info.image_sizes[m], info.width)
+              / _flops(DEFAULT_ARCH, c, info.image_sizes[m], info.width) for m, c in info.channels.items()]
+    return sum(ratios) / len(ratios)
+
+
+@functools.lru_cache(maxsize=256)
+def _flops(name: str, channels: int, size: tuple[int, int], width: int) -> int:
+    from cmkd.archs import get_arch
+    from cmkd.archs.cost import count
+
+    cls = get_arch(name)
+    return max(1, count(lambda: cls.build(channels, size, width if cls.takes_width else 64), (channels, *size)).flops)
 
 
 def costs(plan: list[PlannedTrial], infos: dict[str, "EntryInfo"] | None = None) -> dict[str, float]:
@@ -116,9 +148,12 @@ def build_plan(cfg: BenchConfig, infos: dict[str, EntryInfo] | None = None) -> l
     trials: dict[str, PlannedTrial] = {}
     for entry in cfg.datasets:
         for seed in cfg.seeds:
-            planner = EntrySeedPlanner(cfg, entry, infos[entry.key], seed)
-            for p in planner.references() + [p for name in cfg.methods for p in planner.method(name)]:
-                trials.setdefault(p.trial_id, p)
+            for pair in cfg.pairs:
+                planner = EntrySeedPlanner(cfg, entry, infos[entry.key], seed, pair)
+                for p in planner.references() + [p for name in cfg.methods for p in planner.method(name)]:
+                    known = trials.setdefault(p.trial_id, p)
+                    if pair.label not in known.pairs:
+                        trials[p.trial_id] = replace(known, pairs=(*known.pairs, pair.label))
     plan = sorted(trials.values(), key=lambda p: (p.stage, p.spec.dataset, p.entry, p.spec.seed, p.name))
     ids = {p.trial_id for p in plan}
     for p in plan:
@@ -127,21 +162,32 @@ def build_plan(cfg: BenchConfig, infos: dict[str, EntryInfo] | None = None) -> l
 
 
 class EntrySeedPlanner:
-    """The trials of one data-set entry and seed, one helper per method role."""
+    """The trials of one data-set entry, seed and teacher -> student pair, one helper per method role. The
+    pair's student network is every trial's own (the STUDENT rows, the distilled and standalone methods); its
+    teacher network, the teachers'."""
 
-    def __init__(self, cfg: BenchConfig, entry: DatasetEntry, info: EntryInfo, seed: int) -> None:
-        self.cfg, self.entry, self.seed = cfg, entry, seed
+    def __init__(self, cfg: BenchConfig, entry: DatasetEntry, info: EntryInfo, seed: int,
+                 pair: ArchPair = ArchPair()) -> None:
+        self.cfg, self.entry, self.seed, self.pair = cfg, entry, seed, pair
         self.info = info.info
         self.content = info.fingerprint  # trials are tied to the content planned on; workers check it
         self.scenarios = set(cfg.scenarios)
         self.tables_1_2 = bool(self.scenarios & {"cross-modal", "multi-modal"})
 
-    def spec(self, method: str, modality: str | None = None, scenario: str = "single", **opts) -> TrialSpec:
+    def spec(self, method: str, modality: str | None = None, scenario: str = "single", arch: str | None = None,
+             **opts) -> TrialSpec:
         options = {**self.cfg.method_options.get(method, {}), **opts}
         e = self.entry
+        teacher = {}
+        if scenario in ("cross-modal", "multi-modal"):  # a distilled trial names its teacher's network and options
+            teacher = {"teacher_arch": self.pair.teacher,
+                       "teacher_options": dict(self.cfg.method_options.get(teacher_method(scenario).name, {}))}
+            teacher["teacher_pretrained"] = self.cfg.pretrained.get(self.pair.teacher, "")
+        arch = arch or self.pair.student
         return TrialSpec(dataset=e.name, method=method, seed=self.seed, modality=modality, scenario=scenario,
                          method_options=options, dataset_options=dict(e.options), data_root=e.root,
-                         train=self.cfg.train, data_fingerprint=self.content)
+                         train=self.cfg.train, data_fingerprint=self.content, arch=arch,
+                         pretrained=self.cfg.pretrained.get(arch, ""), **teacher)
 
     def trial(self, spec: TrialSpec, stage: int = 1, teacher: str | None = None) -> PlannedTrial:
         return PlannedTrial(spec, stage, teacher, self.entry.label)
@@ -153,10 +199,13 @@ class EntrySeedPlanner:
         """The STUDENT rows (the cross-modal reference on every modality, on the rich one also the cross-modal
         TEACHER) and the multi-modal TEACHER, as the scenarios need them."""
         out = []
+        cross, teacher = teacher_method("cross-modal").name, self.pair.teacher
         if self.tables_1_2:
-            out += [self.trial(self.spec(teacher_method("cross-modal").name, m)) for m in self.info.channels]
+            out += [self.trial(self.spec(cross, m)) for m in self.info.channels]
+            if "cross-modal" in self.scenarios:  # the pair's teacher on the rich modality (the same trial when equal)
+                out.append(self.trial(self.spec(cross, self.info.rich, arch=teacher)))
         if "multi-modal" in self.scenarios:
-            out.append(self.trial(self.spec(teacher_method("multi-modal").name)))
+            out.append(self.trial(self.spec(teacher_method("multi-modal").name, arch=teacher)))
         return out
 
     def method(self, name: str) -> list[PlannedTrial]:
@@ -186,10 +235,10 @@ class EntrySeedPlanner:
         for extra in lskd:
             for scenario, m in targets:
                 s = self.spec(cls.name, m, scenario, **extra)
-                cls.check(self.info, m, s.options())
-                t = teacher_spec(s, scenario, self.info)
-                t = t.replace(method_options=dict(self.cfg.method_options.get(t.method, {})))
-                out.append(self.trial(s, 2, t.trial_id()))
+                info = replace(self.info, arch=s.arch, teacher_arch=s.teacher_arch)
+                check_networks(cls, info, s)
+                cls.check(info, m, s.options())
+                out.append(self.trial(s, 2, teacher_spec(s, scenario, self.info).trial_id()))
         return out
 
 

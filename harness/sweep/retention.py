@@ -47,7 +47,7 @@ def cell_winners(records: list[ResultRecord]) -> dict[tuple, tuple[ResultRecord,
         if rec.status != "finished" or _teaches(rec.method):
             continue
         for key, out in rec.outputs.items():
-            cell = (rec.dataset, rec.entry, rec.scenario, rec.method, rec.variant, key)
+            cell = (rec.dataset, rec.entry, rec.scenario, rec.method, rec.variant, key, rec.arch, rec.teacher_arch)
             score = (out["val_f1"], -int(rec.seed))
             if cell not in best or score > (best[cell][0].outputs[key]["val_f1"], -int(best[cell][0].seed)):
                 best[cell] = (rec, key)

@@ -192,6 +192,8 @@ class TrialTracker:
                                  ("oracle_epoch", "oracle_epoch")):
                 if name in out:
                     metrics.append(self._Metric(f"{metric}/{key}", float(out[name]), ts, 0))
+        for key, cost in (result.costs or {}).items():  # the deployed models' parameters, FLOPs, speed
+            metrics += [self._Metric(f"{name}/{key}", float(value), ts, 0) for name, value in cost.items()]
         metrics.append(self._Metric("wall_time_s", float(result.wall_time_s), ts, 0))
         params = {f"data.{k}": str(v)[:500] for k, v in sorted((result.data_options or {}).items())}
         params.update({"resolved.split_fingerprint": result.split_fingerprint, "resolved.threads": str(result.threads)})

@@ -314,7 +314,7 @@ def make_job(p: PlannedTrial, cfg: BenchConfig, folder: Path, runs_root: Path, u
                     experiment_id=exp_id, config_hash=cfg.config_hash(), bench=cfg.name,
                     cpus=cfg.resources.cpus_per_trial, log_checkpoints=cfg.log_checkpoints,
                     keep_weights=cfg.keep_weights in ("all", "best") or get_method(spec.method).teaches is not None,
-                    plugins=(*plugins_from_env(), *cfg.plugins), entry=p.entry,
+                    plugins=(*plugins_from_env(), *cfg.plugins), entry=p.entry, pairs=p.pairs,
                     fail_before_training=bool(inject_failure) and inject_failure in p.name)
 
 
