@@ -62,8 +62,9 @@ def _panel(ax, table: Table, dataset: str, mods: list[str], keys: list[str], y: 
         # whiskers only where an interval exists (two seeds or more): no zero-width caps
         ci = [i for i in present if cells[i].ci]
         if ci:
-            lo = [cells[i].mean - cells[i].ci[0] for i in ci]
-            hi = [cells[i].ci[1] - cells[i].mean for i in ci]
+            # clipped at 0: seeds with one identical F1 give an interval that float rounding puts a hair off the mean
+            lo = [max(0.0, cells[i].mean - cells[i].ci[0]) for i in ci]
+            hi = [max(0.0, cells[i].ci[1] - cells[i].mean) for i in ci]
             ax.errorbar([cells[i].mean for i in ci], at[ci], xerr=[lo, hi], fmt="none", ecolor="black",
                         elinewidth=0.8, capsize=2.5)
     ax.set_title(dataset_label(dataset), fontsize=10, pad=20)

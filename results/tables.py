@@ -204,7 +204,8 @@ def wide_frame(table: Table) -> pd.DataFrame:
 def pairs_frame(table: Table) -> pd.DataFrame | None:
     """Methods x teacher -> student pairs, as the DKD, MLKD and LSKD papers lay them out: the table's rows, one
     column per (data set, pair) holding the mean of that row's cells over the data set's modality columns
-    (the mean over seeds in each). None when the table's columns name no pair (the paper's pair alone)."""
+    (the mean over seeds in each; '-' unless every column of it has a value). None when the table's columns
+    name no pair (the paper's pair alone)."""
     groups = sorted({d for d, _ in table.columns}, key=dataset_order)
     if not any(split_key(d)[1] for d in groups):
         return None
@@ -216,4 +217,4 @@ def pairs_frame(table: Table) -> pd.DataFrame | None:
             values = [table.cells[(key, c)].mean for c in cols if table.cells[(key, c)].mean is not None]
             means.append(float(np.mean(values)) if len(values) == len(cols) else None)
         data[dataset_label(d)] = means
-    return pd.DataFrame(data, index=row_names(table))
+    return pd.DataFrame(data, index=row_names(table)).dropna(how="all")  # rows that ran in no pair: left out

@@ -127,3 +127,33 @@ def test_a_benchmark_of_two_pairs_runs_tables_them_and_records_costs(ray_session
     assert pairs.loc[["TEACHER", "STUDENT", "KDv1 ORIG"]].notna().all().all()
     cost = pd.read_csv(tmp_path / "b" / "tables" / "cost.csv")
     assert {"arch", "params_M", "MFLOPs", "latency_ms", "deploy_images_per_s"} <= set(cost.columns)
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("{teacher='resnet18', student='convnext_tiny'}", "'convnext_tiny' takes images with sides of at least 32 px"),
+    ("{teacher='vit_b_16', student='resnet18'}", None),  # 16 px: a ViT-B/16 teacher fits
+    ("{teacher='resnet18', student='rgb=resnet8x4,depth=wrn_16_2'}", "discomkd cuts each encoder's pooled features"),
+])
+def test_a_pair_whose_networks_cannot_take_the_data_is_refused_when_planned(pair, message):
+    """Every kind of trial (teachers and STUDENT rows too, not only the distilled students) is checked at
+    planning, before any compute."""
+    cfg = load_config("smoke", overrides=["methods=['kdv1', 'discomkd']", "scenarios=['cross-modal']", f"pairs=[{pair}]"])
+    if message is None:
+        assert build_plan(cfg)
+        return
+    with pytest.raises(UserError, match=message):
+        build_plan(cfg)
+
+
+def test_plan_costs_scale_with_each_networks_counted_flops():
+    """A trial's planned cost is its method's declared epoch cost times its networks' counted FLOPs against
+    resnet18's (no constant per architecture): a MobileNetV3 student costs less, a ResNet-34 teacher more."""
+    from cmkd.harness.sweep.plan import network_cost
+
+    info = _info()
+    assert network_cost(info, "resnet18") == 1.0
+    assert network_cost(info, "mobilenet_v3_small") < 0.2 < 1.5 < network_cost(info, "resnet34") < 2.5
+    cfg = load_config("smoke", overrides=[*BASE, TWO])
+    plan = build_plan(cfg)
+    cost = {(p.spec.method, p.spec.modality, p.spec.arch): p.cost() for p in plan if p.spec.method == "student"}
+    assert cost[("student", "rgb", "resnet34")] > cost[("student", "rgb", "resnet18")] > cost[("student", "rgb", "mobilenet_v3_small")]

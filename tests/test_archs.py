@@ -321,3 +321,31 @@ def test_weights_in_the_torch_hub_cache_count_as_local(tmp_path, monkeypatch, r1
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     shutil.copy(r18_file, tmp_path / "hub" / "checkpoints" / r18_file.name)
     assert content_hash(resolve("hub", "resnet18")) == content_hash(r18_file)
+
+
+def test_the_printed_teacher_command_trains_the_teacher_of_that_architecture_and_weights(r18_file):
+    import shlex
+
+    from cmkd.harness.cli.main import build_parser, spec_from_args
+    from cmkd.harness.engine.spec import TrialSpec
+    from cmkd.harness.engine.teachers import teacher_spec, train_command
+
+    student = TrialSpec(dataset="synthetic", method="kdv1", modality="depth", scenario="cross-modal",
+                        arch="mobilenet_v3_small", teacher_arch="resnet18", teacher_pretrained=str(r18_file))
+    for kind in ("cross-modal", "multi-modal"):
+        tspec = teacher_spec(student, kind, INFO)
+        parsed = spec_from_args(build_parser().parse_args(shlex.split(train_command(tspec, "runs"))[1:]))
+        assert parsed.trial_id() == tspec.trial_id() and parsed.pretrained_hash == student.teacher_pretrained_hash
+
+
+def test_bn_momentum_sets_every_trained_batchnorm_and_is_refused_out_of_range(capsys, tmp_path):
+    from cmkd.harness.cli.main import main
+    from cmkd.harness.engine.trial import set_bn_momentum
+
+    info = replace(INFO, arch="mobilenet_v3_small")
+    method = get_method("student")(info, "depth", get_method("student").Options())
+    assert {m.momentum for m in method.modules() if isinstance(m, nn.BatchNorm2d)} == {0.01}  # torchvision's MobileNetV3
+    assert set_bn_momentum(method, 0.1) > 10
+    assert {m.momentum for m in method.modules() if isinstance(m, nn.BatchNorm2d)} == {0.1}
+    assert main([*TRAIN, "--runs", str(tmp_path / "r"), "--method", "student", "--modality", "rgb", "--bn-momentum", "1"]) == 2
+    assert "train.bn_momentum must lie in [0, 1)" in capsys.readouterr().err

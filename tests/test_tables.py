@@ -259,3 +259,18 @@ def test_printed_avg_is_checked_against_the_cells():
     # one printed Avg differs from the mean of the printed cells (77.7883 rounds to 77.79)
     assert len(t3.average_mismatches()) == 1 and "w/o L_adv: printed Avg 77.78" in t3.average_mismatches()[0]
     assert t4.average_mismatches() == []  # 74.555 is printed 74.56
+
+
+def test_a_cell_of_identical_seeds_plots_its_zero_width_interval(tmp_path):
+    """Seeds that all score one F1 (a collapsed model: 100/21 % each) give a zero-width interval that float
+    rounding puts a hair off the mean; the figure draws it (a negative whisker used to abort the report)."""
+    from cmkd.results.plots import plot
+
+    rows = _rows()
+    rows = pd.concat([rows, rows.assign(seed=rows.seed + 2, trial_id=rows.trial_id + "b")], ignore_index=True)
+    rows.loc[(rows.method == "kdv1") & (rows.variant == "orig"), "test_f1"] = 1 / 21
+    t1 = build_table(cells_from_results(rows), 1)
+    cell = t1.cells[("kdv1|orig", ("synthetic", "depth"))]
+    assert cell.n == 4 and cell.ci is not None
+    plot(t1, tmp_path / "t1.png")
+    assert (tmp_path / "t1.png").stat().st_size > 0

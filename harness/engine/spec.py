@@ -27,7 +27,7 @@ SCENARIOS = ("cross-modal", "multi-modal", "ablation", "single")
 NOT_IDENTITY = ("device", "threads", "eval_batch_size", "checkpoint_every", "checkpoint_budget")
 #: train fields added after trials were recorded, with their defaults: in the identity only where they differ
 #: from it, so that no earlier trial id or benchmark config hash moves
-ADDED_LATER = {"width": 64}
+ADDED_LATER = {"width": 64, "bn_momentum": 0.0}
 #: the same for the spec's own fields: the paper's network for every role, no teacher options
 SPEC_ADDED_LATER: dict[str, Any] = {"arch": DEFAULT_ARCH, "teacher_arch": DEFAULT_ARCH, "teacher_options": {},
                                      "pretrained_hash": "", "teacher_pretrained_hash": ""}
@@ -83,6 +83,10 @@ class TrainConfig:
     #: the ResNet-18 encoders' base width: 64 is torchvision's (the paper's network, 64/128/256/512 channels);
     #: narrower (16: 16/32/64/128, 1/16 of the multiply-adds) is a CPU test bed (the built-in benchmark's)
     width: int = 64
+    #: BatchNorm momentum of every network trained (0: each architecture's own: torchvision's MobileNetV3 0.01,
+    #: the others 0.1). At 0.01 the running statistics need hundreds of steps to leave their init, so a
+    #: CPU-sized benchmark of a few dozen steps evaluates a MobileNetV3 on wrong statistics: set 0.1 there
+    bn_momentum: float = 0.0
 
     def __post_init__(self) -> None:
         check_fields(self, "train.")
@@ -110,6 +114,8 @@ class TrainConfig:
             raise UserError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not 4 <= int(self.width) <= 256:
             raise UserError(f"train.width (the ResNet-18 base width) must lie in 4..256 (64: the paper's), got {self.width}")
+        if not 0 <= float(self.bn_momentum) < 1:
+            raise UserError(f"train.bn_momentum must lie in [0, 1) (0: each architecture's own), got {self.bn_momentum}")
         if int(self.threads) < 0:
             raise UserError(f"threads must be >= 0, got {self.threads}")
         if int(self.checkpoint_every) < 0:

@@ -211,6 +211,14 @@ def check_pretrained(info, modalities: list[str], spec: TrialSpec) -> None:
         fitted_state(on_meta(lambda m=m: encoder_for(info, m)), state, arch_name(info, m), path)
 
 
+def set_bn_momentum(method: Method, momentum: float) -> int:
+    """``train.bn_momentum`` on every BatchNorm layer the method trains; returns how many were set."""
+    layers = [m for m in method.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in layers:
+        m.momentum = momentum
+    return len(layers)
+
+
 def load_pretrained(method: Method, spec: TrialSpec) -> int:
     """Load the spec's pretrained weights into every encoder the method trains (not its teacher's copy);
     returns how many were loaded."""
@@ -251,6 +259,8 @@ class Engine:
             kaiming_conv1_(self.method)
         if spec.pretrained:
             load_pretrained(self.method, spec)
+        if self.cfg.bn_momentum:
+            set_bn_momentum(self.method, self.cfg.bn_momentum)
         self.method.to(self.device)
         self.memory_format = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
         self.loss_fn = optimise(self.method, self.cfg.channels_last, self.cfg.compile)

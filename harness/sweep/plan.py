@@ -146,10 +146,11 @@ def build_plan(cfg: BenchConfig, infos: dict[str, EntryInfo] | None = None) -> l
     loading each entry's data."""
     infos = infos or entry_infos(cfg)
     trials: dict[str, PlannedTrial] = {}
+    checked: set = set()
     for entry in cfg.datasets:
         for seed in cfg.seeds:
             for pair in cfg.pairs:
-                planner = EntrySeedPlanner(cfg, entry, infos[entry.key], seed, pair)
+                planner = EntrySeedPlanner(cfg, entry, infos[entry.key], seed, pair, checked)
                 for p in planner.references() + [p for name in cfg.methods for p in planner.method(name)]:
                     known = trials.setdefault(p.trial_id, p)
                     if pair.label not in known.pairs:
@@ -167,8 +168,9 @@ class EntrySeedPlanner:
     teacher network, the teachers'."""
 
     def __init__(self, cfg: BenchConfig, entry: DatasetEntry, info: EntryInfo, seed: int,
-                 pair: ArchPair = ArchPair()) -> None:
+                 pair: ArchPair = ArchPair(), checked: set | None = None) -> None:
         self.cfg, self.entry, self.seed, self.pair = cfg, entry, seed, pair
+        self.checked = checked if checked is not None else set()  # kinds of trial whose networks were checked
         self.info = info.info
         self.content = info.fingerprint  # trials are tied to the content planned on; workers check it
         self.scenarios = set(cfg.scenarios)
@@ -190,6 +192,15 @@ class EntrySeedPlanner:
                          pretrained=self.cfg.pretrained.get(arch, ""), **teacher)
 
     def trial(self, spec: TrialSpec, stage: int = 1, teacher: str | None = None) -> PlannedTrial:
+        """The planned trial, its networks checked against the data before any compute (once per kind of
+        trial: the seeds repeat them)."""
+        kind = (self.entry.key, spec.method, spec.modality, spec.scenario, spec.arch, spec.teacher_arch,
+                spec.pretrained_hash, spec.teacher_pretrained_hash)
+        if kind not in self.checked:
+            cls, info = get_method(spec.method), replace(self.info, arch=spec.arch, teacher_arch=spec.teacher_arch)
+            check_networks(cls, info, spec)
+            cls.check(info, spec.modality, spec.options())
+            self.checked.add(kind)
         return PlannedTrial(spec, stage, teacher, self.entry.label)
 
     def per_modality(self, cls) -> list[str | None]:
@@ -235,9 +246,6 @@ class EntrySeedPlanner:
         for extra in lskd:
             for scenario, m in targets:
                 s = self.spec(cls.name, m, scenario, **extra)
-                info = replace(self.info, arch=s.arch, teacher_arch=s.teacher_arch)
-                check_networks(cls, info, s)
-                cls.check(info, m, s.options())
                 out.append(self.trial(s, 2, teacher_spec(s, scenario, self.info).trial_id()))
         return out
 
