@@ -37,6 +37,18 @@ CONV1_INITS = ("official", "kaiming")
 SPLIT_PROTOCOLS = ("paper", "published")
 
 
+def identity_fields(obj: Any, left_out: tuple[str, ...], added_later: dict[str, Any]) -> dict[str, Any]:
+    """A dataclass's fields as an identity: without ``left_out``, and a field of ``added_later`` only where it
+    differs from its default (a field added after ids were recorded moves no earlier id)."""
+    d = asdict(obj)
+    for k in left_out:
+        d.pop(k)
+    for k, default in added_later.items():
+        if d[k] == default:
+            d.pop(k)
+    return d
+
+
 def data_key(dataset: str, entry: str | None = "") -> str:
     """A data-set entry's key in plans, results and tables: ``name``, or ``name:label`` for one of several
     entries of that data set (other options, another column)."""
@@ -133,13 +145,7 @@ class TrainConfig:
     def identity(self) -> dict[str, Any]:
         """The fields that change a number: all but :data:`NOT_IDENTITY`, and a field of
         :data:`ADDED_LATER` only where it differs from its default."""
-        d = asdict(self)
-        for k in NOT_IDENTITY:
-            d.pop(k)
-        for k, default in ADDED_LATER.items():
-            if d[k] == default:
-                d.pop(k)
-        return d
+        return identity_fields(self, NOT_IDENTITY, ADDED_LATER)
 
     def cli_flags(self) -> list[str]:
         """The ``cmkd train`` flags that give this config (its non-default fields): the inverse of the CLI's
@@ -223,12 +229,7 @@ class TrialSpec:
     def identity(self) -> dict[str, Any]:
         """What the trial id hashes: the spec, with the data's content instead of where they lie (the same
         data may move; other data at the same path are another trial)."""
-        d = asdict(self)
-        for k in NOT_SPEC_IDENTITY:
-            d.pop(k)
-        for k, default in SPEC_ADDED_LATER.items():
-            if d[k] == default:
-                d.pop(k)
+        d = identity_fields(self, NOT_SPEC_IDENTITY, SPEC_ADDED_LATER)
         d["train"] = self.train.identity()
         d["spec_version"] = SPEC_VERSION
         return d
