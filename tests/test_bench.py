@@ -21,7 +21,9 @@ from cmkd.results.store import ResultsStore
 
 pytestmark = pytest.mark.ray
 
-SMALL = ["methods=['kdv1', 'mlkd', 'discomkd']", "ablations=['no-adv']", "log_checkpoints=true", "keep_weights='best'"]
+# width 16: this run keeps and logs every model (checkpoint, export, MLflow copies of both)
+SMALL = ["methods=['kdv1', 'mlkd', 'discomkd']", "ablations=['no-adv']", "log_checkpoints=true", "keep_weights='best'",
+         "train.width=16"]
 
 
 def _runs(uri: str, experiment: str):
