@@ -49,3 +49,8 @@ def load_plugins(plugins: tuple[str, ...] | list[str] = ()) -> None:
             except ImportError as exc:
                 raise UserError(f"plugin module {plugin!r} cannot be imported ({exc}); pass a .py path or fix "
                                 "PYTHONPATH on every node") from None
+            except UserError:
+                raise
+            except Exception as exc:  # a module that does not parse, or raises while it registers its methods
+                raise UserError(f"plugin module {plugin!r} failed to import ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); fix the module") from None

@@ -41,11 +41,17 @@ class MultiModalData:
         for m, arr in self.modalities.items():
             if arr.ndim != 4:
                 raise UserError(f"data set {self.name!r}, modality {m!r}: expected N x C x H x W, got shape {arr.shape}")
+            if min(arr.shape[1:]) < 1:
+                raise UserError(f"data set {self.name!r}, modality {m!r}: shape {arr.shape} has no channel or no "
+                                "pixel; every sample needs C >= 1 channels of H x W >= 1 x 1")
             if arr.shape[0] != n:
                 raise UserError(
                     f"data set {self.name!r}, modality {m!r}: {arr.shape[0]} rows but {n} labels; "
                     "every modality needs one row per label"
                 )
+            if np.iscomplexobj(arr) or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+                raise UserError(f"data set {self.name!r}, modality {m!r}: values of type {arr.dtype} (not real "
+                                "numbers); store real-valued arrays (e.g. the magnitude of complex SAR data)")
             if arr.dtype != np.float32:
                 self.modalities[m] = arr.astype(np.float32)
         if self.rich not in self.modalities:
@@ -56,6 +62,24 @@ class MultiModalData:
                 raise UserError(f"data set {self.name!r}: {what} has {len(arr)} rows but there are {n} labels")
         if n and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
             raise UserError(f"data set {self.name!r}: labels must lie in 0..{len(self.class_names) - 1}")
+
+    def check_values(self, rows: int = 4096) -> None:
+        """One pass over the content before any compute: every value finite, and at least two classes
+        present (one class makes every F1 100). Row blocks keep the memory bounded on memory-mapped data."""
+        present = np.unique(self.labels)
+        if len(present) < 2:
+            raise UserError(f"data set {self.name!r}: its {self.n} labels hold {len(present)} class(es) "
+                            f"({', '.join(self.class_names[int(c)] for c in present) or 'none'}); classification needs "
+                            "two at least")
+        for m, arr in self.modalities.items():
+            for start in range(0, len(arr), rows):
+                block = np.asarray(arr[start:start + rows])
+                finite = np.isfinite(block)
+                if not finite.all():
+                    bad = np.argwhere(~finite.reshape(len(block), -1).all(axis=1))
+                    n_bad = int((~finite).sum())
+                    raise UserError(f"data set {self.name!r}, modality {m!r}: {n_bad} value(s) NaN or infinite in the "
+                                    f"rows from {start + int(bad[0][0])} on; fix those rows in the files (or drop them)")
 
     @property
     def n(self) -> int:
@@ -115,12 +139,18 @@ def read_npy(path: Path, fix: str, mmap: bool = False, numeric: bool = True) -> 
                         f"truncated or corrupt; {fix}") from None
     if numeric and not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise UserError(f"{path} holds {arr.dtype} values, not numbers; {fix}")
+    if np.iscomplexobj(arr):
+        raise UserError(f"{path} holds complex values ({arr.dtype}), not real numbers: store the magnitude (or the "
+                        f"real and imaginary parts as channels); {fix}")
     return arr
 
 
 def integer_labels(labels: np.ndarray, path: Path, fix: str) -> np.ndarray:
     """Labels as int64; float labels must be whole numbers (as an official labels.npy may store them)."""
-    flat = np.asarray(labels).reshape(-1)
+    labels = np.asarray(labels)
+    if labels.ndim > 1 and int(np.prod(labels.shape[1:])) != 1:
+        raise UserError(f"{path}: labels must be one per sample (shape N), got shape {labels.shape}; {fix}")
+    flat = labels.reshape(-1)
     if not np.issubdtype(flat.dtype, np.integer):
         if not np.all(np.isfinite(flat)) or not np.all(flat == np.round(flat)):
             raise UserError(f"{path}: labels must be whole numbers; {fix}")

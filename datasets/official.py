@@ -48,14 +48,30 @@ def read_official(root: str | Path, prefix_to_modality: dict[str, str], name: st
         if arr.ndim != 4 or arr.shape[0] != len(labels):
             raise UserError(f"{path}: expected N x C x H x W with N = {len(labels)} (labels.npy), got {arr.shape}")
         mods[m] = np.array(arr, dtype=np.float32)  # into memory: trials index random rows every step
-    n_classes = int(labels.max()) + 1 if len(labels) else 0
-    names = class_names if class_names and len(class_names) >= n_classes else [f"class_{c}" for c in range(n_classes)]
+    names = _class_names(labels, class_names, labels_path)
     return MultiModalData(name=name, modalities=mods, labels=labels, class_names=names, rich=rich,
-                          splits=read_official_splits(root, len(labels)), meta={"source": f"official arrays {root}",
+                          splits=read_official_splits(root, len(labels), labels), meta={"source": f"official arrays {root}",
                                                                                 "options": {}})
 
 
-def read_official_splits(root: Path, n: int) -> dict[int, Split] | None:
+def _class_names(labels: np.ndarray, declared: list[str] | None, path: Path) -> list[str]:
+    """The data set's class names: the declared ones, which every label must index; without them, 0..K-1
+    with every class present (a stray label must not become a class of its own, nor 2^40 of them)."""
+    top = int(labels.max()) if len(labels) else -1
+    if declared:
+        if top >= len(declared):
+            raise UserError(f"{path} holds label {top}, but this data set has {len(declared)} classes (0.."
+                            f"{len(declared) - 1}); fix labels.npy")
+        return list(declared)
+    present = np.unique(labels)
+    if len(present) != top + 1:
+        missing = sorted(set(range(min(top + 1, 10**6))) - set(present.tolist()))[:5]
+        raise UserError(f"{path}: labels run 0..{top} but {top + 1 - len(present)} of those classes have no row "
+                        f"(e.g. {', '.join(map(str, missing))}); number the classes 0..K-1 with no gap; {FIX}")
+    return [f"class_{c}" for c in range(top + 1)]
+
+
+def read_official_splits(root: Path, n: int, labels: np.ndarray | None = None) -> dict[int, Split] | None:
     def load(path: Path) -> np.ndarray:
         idx = integer_labels(read_npy(path, "re-create the split index files"), path, "re-create the split index files")
         if len(idx) == 0:
@@ -86,6 +102,11 @@ def read_official_splits(root: Path, n: int) -> dict[int, Split] | None:
             if a & b:
                 raise UserError(f"{root}: repetition {r}: {what} ({len(a & b)} rows, e.g. row {min(a & b)}); "
                                 "fix the split index files")
+        if labels is not None:  # a class the model never trains on would still be scored on test
+            unseen = sorted(set(np.unique(labels).tolist()) - set(np.unique(labels[s.train]).tolist()))
+            if unseen:
+                raise UserError(f"{root}: repetition {r}: class {unseen[0]} has no training row in the split index "
+                                f"files ({len(unseen)} class(es) without one); fix the split index files")
     return splits or None
 
 
@@ -113,6 +134,11 @@ class OfficialArrays(DatasetAdapter):
             raise UserError(f"data root {self.root} does not exist")
         if len(self._prefixes()) < 2:
             raise UserError("official-arrays needs --data-opt prefixes=A,B (at least two modality prefixes; the first is the rich one)")
+        names = [p.lower() for p in self._prefixes()]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise UserError(f"official-arrays: prefix {twice[0].upper()!r} is listed twice in prefixes="
+                            f"{self.options['prefixes']}; name each modality once")
 
     def load(self) -> MultiModalData:
         self.check()

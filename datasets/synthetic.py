@@ -68,6 +68,9 @@ class SyntheticDataset(DatasetAdapter):
         from cmkd.errors import UserError
 
         o = self.options
+        if self.root is not None:
+            raise UserError(f"synthetic data are generated and read no files: drop --root {self.root} (or the data "
+                            "set's root in the config)")
         if not 2 <= int(o["n_modalities"]) <= 3:
             raise UserError("synthetic: n_modalities must be 2 or 3")
         if int(o["n_classes"]) < 2:
@@ -78,6 +81,16 @@ class SyntheticDataset(DatasetAdapter):
         if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1):
             raise UserError(f"synthetic: shared must be a number from 0 to 1 (got {o['shared']!r}), or left unset for "
                             "the original mix")
+        if not 0 <= int(o["seed"]) < 2**32:
+            raise UserError(f"synthetic: seed must lie in 0..{2**32 - 1}, got {o['seed']}")
+        if not 0 <= float(o["noise"]) <= 100:
+            raise UserError(f"synthetic: noise must lie in 0..100 (the pixel noise's standard deviation), got {o['noise']}")
+        if int(o["image_size"]) > 512:
+            raise UserError(f"synthetic: image_size must be at most 512, got {o['image_size']}")
+        size = int(o["n_samples"]) * int(o["image_size"]) ** 2 * (3 + int(o["n_modalities"]) - 1) * 4
+        if size > 16 * 2**30:
+            raise UserError(f"synthetic: n_samples = {o['n_samples']} at {o['image_size']} px would take "
+                            f"{size / 2**30:.0f} GiB of memory (at most 16); lower n_samples or image_size")
         if int(o["n_samples"]) < 11 * int(o["n_classes"]):
             raise UserError("synthetic: n_samples must be at least 11 per class so that every split part has samples "
                             "(the official split rule gives a class of 10 no validation row)")

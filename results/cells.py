@@ -111,7 +111,10 @@ def cells_from_results(rows: pd.DataFrame, selection: str = "best-val") -> pd.Da
     if column not in df or df[column].isna().any():
         raise UserError(f"--selection {selection}: {int(df[column].isna().sum()) if column in df else len(df)} "
                         "result(s) have no last-epoch or oracle test F1 (trials run before cmkd-bench recorded the "
-                        "test F1 of every epoch); use --selection best-val, or rerun those trials")
+                        "test F1 of every epoch); use --selection best-val, or rerun those trials"
+                        if selection != "best-val" else
+                        f"{int(df[column].isna().sum()) if column in df else len(df)} finished result(s) have no test F1: "
+                        "their records are incomplete; rerun those trials")
     df["test_f1"] = df[column]
     if "entry" not in df:
         df["entry"] = ""
@@ -197,10 +200,15 @@ def load_rows(folder: str | Path) -> pd.DataFrame:
         raise UserError(f"{folder} holds no results (no results/*.json); run cmkd bench --out {folder} first")
     bench = folder / "bench.json"
     if bench.is_file():  # methods registered by the benchmark's plugins label their rows
-        from cmkd.harness.engine.io import read_json
+        from cmkd.harness.engine.corrupt import PARSE_ERRORS, read_json_file, warn
         from cmkd.plugins import load_plugins
 
-        load_plugins(tuple(read_json(bench).get("config", {}).get("plugins", ())))
+        try:
+            plugins = tuple(read_json_file(bench).get("config", {}).get("plugins", ()))
+        except PARSE_ERRORS as exc:
+            warn(f"{bench} does not parse ({type(exc).__name__}); the tables are built without its plugins' labels")
+            plugins = ()
+        load_plugins(plugins)
     rows = ResultsStore(folder / "results").rows()
     hashes = set(rows.config_hash.dropna())
     if len(hashes) > 1:
@@ -232,7 +240,8 @@ def rows_from_mlflow(uri: str, experiment: str) -> pd.DataFrame:
                             "pairs": _tag(r, "pairs", ""),
                             "test_f1": float(r[col]), "test_f1_last": r.get(f"metrics.last_test_f1/{key}", np.nan),
                             "test_f1_oracle": r.get(f"metrics.oracle_test_f1/{key}", np.nan),
-                            "status": "finished", "trial_id": r["tags.trial_id"],
+                            "status": "diverged" if _tag(r, "diverged", "") else "finished",
+                            "error": _tag(r, "diverged", ""), "trial_id": r["tags.trial_id"],
                             "teacher_id": r.get("tags.teacher_id", ""), "wall_time_s": r.get("metrics.wall_time_s", 0.0),
                             "images_per_s": np.nan, "config_hash": r.get("tags.config_hash")})
     return pd.DataFrame(out)

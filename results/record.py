@@ -16,7 +16,10 @@ from cmkd.archs import DEFAULT_ARCH
 
 #: what a finished record copies from the engine's ``TrialResult`` (its field names there and here)
 OUTCOME = ("outputs", "epochs_run", "wall_time_s", "images_per_s", "device", "out_dir", "resumed_from", "threads",
-           "train_time_s", "checkpoint_s", "history", "costs")
+           "train_time_s", "checkpoint_s", "history", "costs", "diverged", "loss_rose")
+#: the statuses a rerun never changes: the trial ran to its end (``diverged``: a non-finite loss ended it,
+#: an outcome of the method and its settings, not a fault a retry would mend)
+FINAL = ("finished", "diverged")
 #: test F1 per output under each model-selection rule: at the best validation epoch (the protocol,
 #: ``test_f1``), at the last epoch, and the best over epochs (selected on test: an upper bound, never a result)
 SELECTIONS = {"best-val": "test_f1", "last": "test_f1_last", "oracle": "test_f1_oracle"}
@@ -60,7 +63,7 @@ class ResultRecord:
     #: every option of the method, defaults included (what produced the numbers, not only what was set)
     options: dict[str, Any] = field(default_factory=dict)
     # ---- status ----
-    status: str = "pending"  # finished (final: a rerun never overwrites it), failed or skipped once filed
+    status: str = "pending"  # finished or diverged (final: a rerun never overwrites them), failed or skipped once filed
     error: str | None = None  # failed: the error; skipped: the reason
     attempts: int = 0
     mlflow_run_id: str | None = None
@@ -79,6 +82,8 @@ class ResultRecord:
     checkpoint_s: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     costs: dict[str, dict[str, float]] = field(default_factory=dict)  # output -> params, flops, latency_ms, ...
+    diverged: dict[str, Any] | None = None  # the epoch, loss term and value of a non-finite loss (status diverged)
+    loss_rose: bool = False  # the last epoch's training loss ended above the first's
     started_at: float | None = None  # when the worker started and ended the job (fixed cost = job - training)
     ended_at: float | None = None
     written_at: str = ""
@@ -101,7 +106,9 @@ class ResultRecord:
         the trial folder's ``result.json``)."""
         outcome = {k: getattr(result, k) for k in OUTCOME}
         outcome["outputs"] = {k: {kk: vv for kk, vv in v.items() if kk != "confusion"} for k, v in result.outputs.items()}
-        return self._with(status="finished", error=None, started_at=started_at, ended_at=ended_at, **outcome)
+        d = result.diverged
+        status, error = ("diverged", f"loss {d['term']} not finite ({d['value']}) at epoch {d['epoch']}") if d else ("finished", None)
+        return self._with(status=status, error=error, started_at=started_at, ended_at=ended_at, **outcome)
 
     def failed(self, error: str) -> "ResultRecord":
         return self._with(status="failed", error=error[:2000])

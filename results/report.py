@@ -118,7 +118,7 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
             missing.append(f"table {n}: {len(gaps)} missing cell(s), e.g. {', '.join(gaps[:3])}")
         mismatches += t.average_mismatches()
     no_paper = paper_gaps(cells, paper)
-    notes = [cells_note(selection), *no_paper]
+    notes = [cells_note(selection), *no_paper, *diverged_notes(rows)]
     if mismatches:
         notes.append("Avg as printed in the paper; where it differs from the mean of the printed cells: "
                      + "; ".join(mismatches) + " (the paper presumably averaged unrounded values).")
@@ -131,9 +131,20 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
         write_statistics(rows, out, tables, selection, echo)
     for m in missing:
         echo(f"missing: {m}")
-    for m in mismatches + no_paper:
+    for m in mismatches + no_paper + diverged_notes(rows):
         echo(f"note: {m}")
     return out
+
+
+def diverged_notes(rows: pd.DataFrame | None) -> list[str]:
+    """The trials a non-finite loss ended: shown under the tables, never averaged into a cell."""
+    if rows is None or "status" not in rows or not (rows.status == "diverged").any():
+        return []
+    df = rows[rows.status == "diverged"].drop_duplicates("trial_id")
+    names = [f"{r.method}{'|' + r.variant if r.variant else ''} {r.dataset} seed {r.seed} ({r.error})"
+             for r in df.itertuples()]
+    return [f"Diverged, left out of every mean ({len(names)} trial(s)): " + "; ".join(names[:10])
+            + (f"; and {len(names) - 10} more" if len(names) > 10 else "") + "."]
 
 
 def cells_note(selection: str) -> str:

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from cmkd.harness.engine.io import read_json, write_json
+from cmkd.harness.engine.corrupt import read_json_file, read_or_set_aside
+from cmkd.harness.engine.io import write_json
 
-from .record import HISTORY_COLUMNS, ROW_COLUMNS, SELECTIONS, ResultRecord
+from .record import FINAL, HISTORY_COLUMNS, ROW_COLUMNS, SELECTIONS, ResultRecord
 
 __all__ = ["ResultsStore", "ResultRecord", "SELECTIONS", "ROW_COLUMNS"]
 
@@ -30,8 +31,9 @@ class ResultsStore:
         return self.folder / f"{trial_id}.json"
 
     def get(self, trial_id: str) -> ResultRecord | None:
-        p = self.path(trial_id)
-        return ResultRecord.from_dict(read_json(p)) if p.exists() else None
+        """The trial's record; None when there is none, or when it does not parse (then it is set aside
+        to ``.corrupt/`` with a warning, and the trial counts as not run: a rerun redoes it)."""
+        return _read(self.path(trial_id))
 
     def status(self, trial_id: str) -> str | None:
         rec = self.get(trial_id)
@@ -39,13 +41,14 @@ class ResultsStore:
 
     def put(self, record: ResultRecord) -> None:
         existing = self.get(record.trial_id)
-        if existing and existing.status == "finished" and record.status != "finished":
-            return  # a finished result is final
+        if existing and existing.status in FINAL and record.status not in FINAL:
+            return  # a finished (or diverged) result is final
         record.written_at = time.strftime("%Y-%m-%dT%H:%M:%S")
         write_json(record.to_dict(), self.path(record.trial_id))
 
     def records(self) -> list[ResultRecord]:
-        return [ResultRecord.from_dict(read_json(p)) for p in sorted(self.folder.glob("*.json"))]
+        """Every readable record (a corrupt one is set aside with a warning, the rest are read)."""
+        return [rec for rec in map(_read, sorted(self.folder.glob("*.json"))) if rec is not None]
 
     def rows(self) -> pd.DataFrame:
         """One row per (trial, evaluated output): the ``ROW_COLUMNS``, then ``opt.<name>`` per resolved
@@ -71,6 +74,16 @@ class ResultsStore:
 
     def write_history(self, path: str | Path) -> Path:
         return _write(self.history(), Path(path))
+
+
+def _read(path: Path) -> ResultRecord | None:
+    def parse(p: Path) -> ResultRecord:
+        rec = ResultRecord.from_dict(read_json_file(p))
+        if rec.trial_id != p.stem or not isinstance(rec.status, str):
+            raise ValueError(f"names trial {rec.trial_id!r} with status {rec.status!r}")
+        return rec
+
+    return read_or_set_aside(path, parse, "its trial counts as not run and a rerun redoes it")
 
 
 def _write(df: pd.DataFrame, path: Path) -> Path:

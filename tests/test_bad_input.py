@@ -86,6 +86,17 @@ def exported(tmp: Path, garbage: bool = False) -> Path:
     return path
 
 
+def exported_with(tmp: Path, x: np.ndarray | None = None, drop_modality: bool = False) -> Path:
+    """A real exported model with a 16 x 16 depth input ``x`` beside it (x.npy), or a sidecar that lost a key."""
+    path = exported(tmp)
+    np.save(tmp / "x.npy", x if x is not None else np.zeros((2, 1, 16, 16), np.float32))
+    if drop_modality:
+        meta = json.loads((tmp / "model_depth.json").read_text())
+        del meta["inputs"][0]["modality"]
+        (tmp / "model_depth.json").write_text(json.dumps(meta))
+    return path
+
+
 def corrupt_db(tmp: Path) -> Path:
     out = tmp / "bench"
     out.mkdir()
@@ -97,6 +108,20 @@ def mlflow_db(tmp: Path) -> Path:
     path = tmp / "corrupt.db"
     path.write_bytes(b"garbage" * 1000)
     return path
+
+
+def other_bench(tmp: Path) -> Path:
+    root = tmp / "other"
+    root.mkdir()
+    (root / "bench.json").write_text(json.dumps({"name": "smoke", "config_hash": "0123456789"}))
+    return root
+
+
+def trial_folder(tmp: Path) -> Path:
+    root = tmp / "trial"
+    root.mkdir()
+    (root / "spec.json").write_text(json.dumps({"trial_id": "abc"}))
+    return root / "inside"
 
 
 def a_file(tmp: Path) -> Path:
@@ -127,6 +152,13 @@ CASES = [
     ("shared-out-of-range", None, [*STUDENT, "--data-opt", "shared=1.5"], "synthetic: shared must be a number from 0 to 1"),
     ("split-unknown", None, [*STUDENT, "--split", "random"], "train.split must be one of paper, published"),
     ("split-published-none", None, [*STUDENT, "--split", "published"], "has no published train/test split"),
+    ("method-options-lskd", None, ["bench", "--profile", "smoke", "--set", "method_options={kdv1={lskd=true}}", "--dry-run"], "method_options.kdv1.lskd is one of the sweep's axes"),
+    ("config-not-utf8", lambda t: (t / "c.toml").write_bytes(b"name = '\xff\xfe'") and t / "c.toml", ["bench", "--config", "{}", "--dry-run"], "not UTF-8 text"),
+    ("config-a-folder", lambda t: t, ["bench", "--config", "{}", "--dry-run"], "is a folder; pass a .toml file"),
+    ("official-prefix-twice", lambda t: official(t), ["train", "--method", "student", "--dataset", "official-arrays", "--root", "{}", "--data-opt", "prefixes=RGB,RGB", "--modality", "rgb", "--epochs", "1"], "prefix 'RGB' is listed twice"),
+    ("tables-out-file", a_file, ["tables", "--paper", "--out", "{}"], "is a file; pass a folder"),
+    ("train-out-name-too-long", None, [*STUDENT, "--out", "{tmp}/" + "a" * 300], "File name too long"),
+    ("bench-out-path-too-long", None, ["bench", "--profile", "smoke", "--out", "{tmp}/" + "b/" * 2100], "File name too long"),
     ("entry-twice", None, ["bench", "--profile", "smoke", "--set", "datasets=['synthetic', 'synthetic']", "--dry-run"], "is listed twice"),
     ("tables-selection", None, ["tables", "--paper", "--selection", "oracle"], "--selection applies to results"),
     # official-code arrays
@@ -137,7 +169,15 @@ CASES = [
     ("official-labels-fractional", lambda t: official(t, **{"labels.npy": np.linspace(0, 5, 66)}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "labels must be whole numbers"),
     ("official-empty-valid-idx", lambda t: official(t, **{"train_idx.npy": np.arange(40), "valid_idx.npy": np.zeros(0, np.int64), "test_idx.npy": np.arange(50, 66)}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "valid_idx.npy is empty"),
     ("official-train-val-overlap", lambda t: official(t, **{"train_idx.npy": np.arange(40), "valid_idx.npy": np.arange(35, 45), "test_idx.npy": np.arange(50, 66)}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "train and validation rows overlap (5 rows, e.g. row 35)"),
+    ("official-class-never-trained", lambda t: official(t, **{"train_idx.npy": np.arange(11, 40), "valid_idx.npy": np.arange(40, 50), "test_idx.npy": np.r_[np.arange(0, 11), np.arange(50, 66)]}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "class 0 has no training row"),
+    ("official-labels-two-columns", lambda t: official(t, **{"labels.npy": np.repeat(np.arange(6), 11).reshape(33, 2)}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "labels.npy: labels must be one per sample (shape N), got shape (33, 2)"),
+    ("official-zero-channels", lambda t: official(t, **{"DEPTH_data_normalized.npy": np.zeros((66, 0, 16, 16), np.float32)}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "has no channel or no pixel"),
     ("official-ignores-options", lambda t: official(t), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1", "--data-opt", "image_size=8"], "option image_size cannot apply"),
+    ("official-nan", lambda t: official(t, **{"RGB_data_normalized.npy": np.where(np.arange(66)[:, None, None, None] == 7, np.nan, np.ones((66, 3, 16, 16), np.float32))}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "modality 'rgb': 768 value(s) NaN or infinite in the rows from 7 on"),
+    ("official-one-class", lambda t: official(t, **{"labels.npy": np.zeros(66, np.int64)}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "labels hold 1 class(es)"),
+    ("official-stray-label", lambda t: official(t, **{"labels.npy": np.r_[np.repeat(np.arange(6), 11)[:-1], 50]}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "labels.npy holds label 50, but this data set has"),
+    ("official-huge-label", lambda t: official(t, **{"labels.npy": np.r_[np.repeat(np.arange(6), 11)[:-1], 2**40]}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "labels.npy holds label 1099511627776"),
+    ("official-complex", lambda t: official(t, **{"DEPTH_data_normalized.npy": np.ones((66, 1, 16, 16), np.complex64)}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "holds complex values (complex64)"),
     # prepared caches
     ("cache-truncated", lambda t: cache(t, **{"rgb.npy": "truncated"}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "rgb.npy is not a readable .npy array"),
     ("cache-manifest-corrupt", lambda t: cache(t, **{"manifest.json": "{not json"}), ["train", "--method", "student", "--dataset", "sunrgbd", "--root", "{}", "--modality", "rgb", "--epochs", "1"], "manifest.json is unreadable or incomplete"),
@@ -155,8 +195,28 @@ CASES = [
     ("bench-corrupt-db", corrupt_db, ["bench", "--profile", "smoke", "--out", "{}"], "mlflow.db is not a readable SQLite database"),
     ("bench-out-is-file", a_file, ["bench", "--profile", "smoke", "--out", "{}"], "is a file"),
     ("bench-address-word", None, ["bench", "--profile", "smoke", "--out", "{tmp}/b", "--address", "foo"], "--address takes auto, HOST:PORT or ray://HOST:PORT"),
+    ("bench-out-inside-bench", other_bench, ["bench", "--profile", "smoke", "--out", "{}/results"], "lies inside benchmark folder"),
+    ("bench-out-inside-trial", trial_folder, ["bench", "--profile", "smoke", "--out", "{}"], "lies inside trial folder"),
+    ("bench-out-empty", None, ["bench", "--profile", "smoke", "--out", ""], "--out is empty"),
+    ("bench-other-config", other_bench, ["bench", "--profile", "smoke", "--out", "{}"], "holds benchmark 'smoke' with another config"),
+    ("bench-cpus-beyond", None, ["bench", "--profile", "smoke", "--out", "{tmp}/b", "--set", "resources.cpus_per_trial=1000"], "a trial asks for 1000 CPU(s) and 0 GPU(s), but no node of this machine has that much"),
+    *([("bench-cuda-no-gpu", None, ["bench", "--profile", "smoke", "--out", "{tmp}/b", "--set", "train.device='cuda'"], "this machine has no GPU")]
+      if not torch.cuda.is_available() else []),
+    ("bench-threads-beyond", None, ["bench", "--profile", "smoke", "--out", "{tmp}/b", "--set", "train.threads=100000"], "threads = 100000 is far beyond"),
+    ("train-threads-beyond", None, [*STUDENT, "--threads", "100000"], "threads = 100000 is far beyond"),
+    ("dry-run-cpus-zero", None, ["bench", "--profile", "smoke", "--dry-run", "--cpus", "0"], "--cpus must be positive, got 0"),
+    ("dry-run-gpus-negative", None, ["bench", "--profile", "smoke", "--dry-run", "--gpus", "-1"], "--gpus must be 0 or more, got -1"),
+    ("synthetic-noise-negative", None, [*STUDENT, "--data-opt", "noise=-1"], "synthetic: noise must lie in 0..100"),
+    ("synthetic-seed-negative", None, [*STUDENT, "--data-opt", "seed=-1"], "synthetic: seed must lie in 0.."),
+    ("synthetic-too-many-samples", None, [*STUDENT[:-4], "--data-opt", "n_samples=10000000000000"], "would take"),
+    ("synthetic-root", lambda t: t, [*STUDENT, "--root", "{}"], "synthetic data are generated and read no files"),
     # predict
     ("predict-image-size", exported, ["predict", "--model", "{}", "--input", "{tmp}/x.npy"], "the model reads 16 x 16 depth images (as trained), the input is 24 x 24"),
+    ("predict-no-sample", lambda t: exported_with(t, np.zeros((0, 1, 16, 16), np.float32)), ["predict", "--model", "{}", "--input", "{tmp}/x.npy"], "the input holds no sample"),
+    ("predict-nan-input", lambda t: exported_with(t, np.full((2, 1, 16, 16), np.nan, np.float32)), ["predict", "--model", "{}", "--input", "{tmp}/x.npy"], "512 value(s) NaN or infinite (first in sample 0)"),
+    ("predict-sidecar-no-modality", lambda t: exported_with(t, drop_modality=True), ["predict", "--model", "{}", "--input", "{tmp}/x.npy"], "is not a cmkd model sidecar"),
+    ("predict-empty-input", exported_with, ["predict", "--model", "{}", "--input", "depth="], "--input 'depth=' names no file"),
+    ("predict-output-folder", exported_with, ["predict", "--model", "{}", "--input", "{tmp}/x.npy", "--output", "{tmp}"], "is a folder; pass a file name"),
     ("predict-garbage-model", lambda t: exported(t, garbage=True), ["predict", "--model", "{}", "--input", "{tmp}/x.npy"], "is not a torch.export program"),
 ]
 

@@ -19,6 +19,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         overrides.append(f"seeds=[{args.seeds}]")
     if args.cpu_fallback:
         overrides.append("cpu_fallback=true")
+    for flag, value in (("--cpus", args.cpus), ("--gpus", args.gpus)):
+        if value is not None and (value < 0 or (flag == "--cpus" and value == 0)):
+            raise UserError(f"{flag} must be {'positive' if flag == '--cpus' else '0 or more'}, got {value:g}")
     cfg = load_config(args.profile, args.config, overrides)
     if args.dry_run:
         dry_run(cfg, cpus=args.cpus, gpus=args.gpus)
@@ -42,7 +45,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     written = write_all_tables(summary.out_dir)
     out = summary.out_dir
     print(f"\nbenchmark finished in {summary.wall_s / 60:.1f} min: {summary.finished}/{summary.planned} trials "
-          f"finished, {summary.failed} failed, {summary.skipped} skipped")
+          f"finished, {summary.failed} failed, {summary.skipped} skipped"
+          + (f", {summary.diverged} diverged (a non-finite loss; recorded, not retried, left out of the means)"
+             if summary.diverged else ""))
+    if summary.loss_rose:
+        print(f"training loss ended above its first epoch's in {len(summary.loss_rose)} trial(s), e.g. "
+              f"{', '.join(summary.loss_rose[:3])}: check the learning rate")
     print(f"results: {out / 'results.parquet'} (a row per trial and output), {out / 'history.parquet'} (per epoch); "
           f"one JSON per trial in {out / 'results'}")
     print(f"tables:  {written} (tables.md, tables.tex, table<N>.png, stats.csv)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -201,6 +202,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"trial {result.trial_id}: {result.out_dir}")
     if args.json:
         print(json.dumps({k: v for k, v in result.to_dict().items() if k != "history"}, default=str))
+    if result.loss_rose:
+        print("cmkd: warning: the training loss ended above its first epoch's; check the learning rate", file=sys.stderr)
+    if result.diverged:
+        d = result.diverged
+        print(f"cmkd: diverged: loss {d['term']} not finite ({d['value']}) at epoch {d['epoch']}; recorded in "
+              f"{result.out_dir}/result.json (the best epochs before it are kept); lower --lr to train it anew "
+              "(another trial)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -288,10 +297,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Interrupted as exc:
         print(f"cmkd: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if exc.errno not in PATH_ERRNOS:
+            raise
+        # a path the system refuses (too long, read-only, not a folder): one line naming it, exit 2
+        where = f" ({exc.filename if len(str(exc.filename)) <= 120 else str(exc.filename)[:60] + '...'})" if exc.filename else ""
+        print(f"cmkd: error: {exc.strerror or exc}{where}; pass a shorter or writable path", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("cmkd: interrupted; what was finished is kept (trials keep their last checkpoint, caches are written "
               "whole or not at all): run the same command again to resume", file=sys.stderr)
         return 130
+
+
+#: what a bad path given by the user raises from any file operation
+PATH_ERRNOS = {errno.ENAMETOOLONG, errno.EROFS, errno.ENOTDIR, errno.EACCES}
 
 
 def entry() -> None:

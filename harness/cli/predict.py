@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -57,8 +58,9 @@ def read_sidecar(model: Path) -> dict:
         raise UserError(f"{model} has no sidecar {path.name} (what the model reads: channels, image size, "
                         f"normalisation); export it again with cmkd export TRIAL_DIR")
     try:
-        meta = json.loads(path.read_text())
-        meta["inputs"][0]["channels"]
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        for spec in meta["inputs"]:
+            spec["channels"], spec["modality"], list(spec["image_size"])
     except (ValueError, KeyError, IndexError, TypeError):
         raise UserError(f"{path} is not a cmkd model sidecar (written by an older cmkd?); export the model again "
                         "with cmkd export TRIAL_DIR") from None
@@ -130,12 +132,20 @@ def check_and_normalise(arr: np.ndarray, spec: dict, src: str, normalized: bool)
     """Refuse an input the model cannot read, in one line naming what differs; apply the training-time
     normalisation unless ``normalized``."""
     m, c, size = spec["modality"], spec["channels"], list(spec["image_size"])
+    if len(arr) == 0:
+        raise UserError(f"{src}: the input holds no sample (shape {tuple(arr.shape)}); pass one sample at least")
     if arr.shape[1] != c:
-        raise UserError(f"{src}: the model reads {c} channel(s) of {m} ({', '.join(spec.get('channel_order', []))}), "
+        order = spec.get("channel_order") or []
+        raise UserError(f"{src}: the model reads {c} channel(s) of {m}{' (' + ', '.join(order) + ')' if order else ''}, "
                         f"the input has {arr.shape[1]}")
     if list(arr.shape[2:]) != size:
         raise UserError(f"{src}: the model reads {size[0]} x {size[1]} {m} images (as trained), the input is "
                         f"{arr.shape[2]} x {arr.shape[3]}; resize it as in training")
+    finite = np.isfinite(arr)
+    if not finite.all():
+        row = int(np.argwhere(~finite.reshape(len(arr), -1).all(axis=1))[0][0])
+        raise UserError(f"{src}: {int((~finite).sum())} value(s) NaN or infinite (first in sample {row}); the model's "
+                        "answer to them would be NaN: fix or drop those samples")
     norm = spec.get("normalisation")
     if norm and not normalized:
         from cmkd.datasets.preprocess import apply_stats
@@ -160,8 +170,13 @@ def _inputs_by_modality(given: list[str], specs: list[dict]) -> dict[str, str]:
         if len(given) != 1:
             raise UserError(f"the model reads one modality ({mods[0]}): pass one --input")
         path = given[0].split("=", 1)[1] if given[0].startswith(f"{mods[0]}=") else given[0]
+        if not path.strip():
+            raise UserError(f"--input {given[0]!r} names no file; pass --input {mods[0]}=PATH")
         return {mods[0]: path}
     pairs = dict(g.split("=", 1) for g in given if "=" in g)
+    empty = [m for m, p in pairs.items() if not p.strip()]
+    if empty:
+        raise UserError(f"--input {empty[0]}= names no file; pass --input {empty[0]}=PATH")
     missing = [m for m in mods if m not in pairs]
     if missing or len(pairs) != len(given):
         raise UserError(f"the model reads {len(mods)} modalities: pass --input MODALITY=PATH for each of "
@@ -169,9 +184,21 @@ def _inputs_by_modality(given: list[str], specs: list[dict]) -> dict[str, str]:
     return {m: pairs[m] for m in mods}
 
 
+def _check_output_file(out: Path) -> None:
+    """--output is a file this user may write (checked before the inputs are read or the model runs)."""
+    if out.is_dir():
+        raise UserError(f"--output {out} is a folder; pass a file name (e.g. {out / 'predictions.csv'})")
+    folder = out.parent
+    if not (folder.is_dir() if folder.exists() else True) or (folder.exists() and not os.access(folder, os.W_OK)) or (
+            out.exists() and not os.access(out, os.W_OK)):
+        raise UserError(f"--output {out} cannot be written (its folder or the file is read-only); pass another path")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     model_path = require_model(args.model)
     meta = read_sidecar(model_path)
+    if args.output:
+        _check_output_file(Path(args.output))
     specs = meta["inputs"]
     paths = _inputs_by_modality(args.input, specs)
     arrays, names = [], None

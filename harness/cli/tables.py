@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from cmkd.errors import UserError
@@ -35,10 +36,24 @@ def cmd_tables(args: argparse.Namespace) -> int:
         rows = load_rows(args.from_dir)
         cells = cells_from_results(rows, args.selection)
         out = Path(args.out or Path(args.from_dir) / ("tables" if args.selection == "best-val" else f"tables-{args.selection}"))
+    writable_folder(out, "--out")
     write_report(cells, out, rows, std=args.std, compare=args.compare_paper, tables=tables, selection=args.selection)
     print(f"written: {out}/ (tables.md, tables.tex, table<N>.csv, table<N>.png, cells.csv"
           + (", results.parquet, stats.csv, stats.parquet, cost.csv)" if rows is not None else ")"))
     return 0
+
+
+def writable_folder(path: Path, flag: str) -> None:
+    """``path`` is (or can become) a folder this user may write: one line otherwise, before any work."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file; pass a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".cmkd-write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"{flag} {path} cannot be written ({exc.strerror or exc}); pass a folder you may write") from None
 
 
 def parse_tables(text: str | None) -> tuple[int, ...]:

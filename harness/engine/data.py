@@ -25,7 +25,9 @@ def load_data(name: str, root: str | None, options: dict[str, Any]) -> MultiModa
         adapter.check()
         if len(_CACHE) >= 2:  # keep memory bounded on workers that see several data sets
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = adapter.load()
+        data = adapter.load()
+        data.check_values()  # NaN pixels or a single class: refused before any compute, once per process
+        _CACHE[key] = data
     return _CACHE[key]
 
 

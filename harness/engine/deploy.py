@@ -13,6 +13,7 @@ from the trial's spec and the data description stored in its ``result.json`` (no
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from torch import nn
 import cmkd
 from cmkd.errors import UserError
 
-from .io import atomic_save, read_json, write_json
+from .corrupt import PARSE_ERRORS, read_json_file, read_or_set_aside
+from .io import atomic_save, write_json
 
 SIDECAR_FORMAT = "cmkd-model/1"
 
@@ -175,17 +177,29 @@ def export_program(module: nn.Module, examples: list[torch.Tensor], path: Path, 
     dims = ({0: batch},) if len(examples) == 1 and not isinstance(module, PositionalInputs) else (tuple({0: batch} for _ in examples),)
     with torch.no_grad():
         program = torch.export.export(module.eval(), tuple(examples), dynamic_shapes=dims)
-    sidecar_path(path).unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save(path, lambda tmp: torch.export.save(program, tmp))
-    write_json({**sidecar, "model": path.name}, sidecar_path(path))
+    side = sidecar_path(path)
+    tmp_side = side.with_name(f".{side.stem}.{os.getpid()}.tmp.json")
+    try:
+        # both complete under temporary names before the old pair is touched (a full disk leaves the old pair)
+        write_json({**sidecar, "model": path.name}, tmp_side)
+        atomic_save(path.with_name(f".{path.stem}.new{path.suffix}"), lambda tmp: torch.export.save(program, tmp))
+        side.unlink(missing_ok=True)  # a sidecar never stands beside a program it does not describe
+        os.replace(path.with_name(f".{path.stem}.new{path.suffix}"), path)
+        os.replace(tmp_side, side)
+    finally:
+        tmp_side.unlink(missing_ok=True)
+        path.with_name(f".{path.stem}.new{path.suffix}").unlink(missing_ok=True)
     return path
 
 
 def export_outputs(folder: Path, spec, deploy: dict[str, Any], outputs: dict[str, dict[str, Any]],
-                   keys: list[str] | None = None, out: Path | None = None) -> dict[str, str]:
-    """Export each output's ``best_<key>.pt`` of a trial folder; returns output -> program path."""
+                   keys: list[str] | None = None, out: Path | None = None, result: dict | None = None) -> dict[str, str]:
+    """Export each output's ``best_<key>.pt`` of a trial folder; returns output -> program path. With the
+    trial's ``result`` (an export after the fact), each weights file is checked against its recorded hash."""
     from cmkd.methods.backbones import arch_name
+
+    from .folders import checked_weights
 
     info = data_info_from(deploy)
     out = Path(out or folder)
@@ -196,7 +210,13 @@ def export_outputs(folder: Path, spec, deploy: dict[str, Any], outputs: dict[str
             raise UserError(f"{folder} keeps no best weights of output {key!r} (best_{key}.pt): a benchmark keeps the "
                             "teachers' weights and each table cell's best-validation seed (keep_weights = \"best\"; "
                             "<bench>/models.csv lists them); set keep_weights = \"all\" to keep every trial's")
-        weights = torch.load(weights_file, map_location="cpu", weights_only=True)
+        if result is not None:
+            checked_weights(folder, weights_file.name, result, "train the trial again")
+        try:
+            weights = torch.load(weights_file, map_location="cpu", weights_only=True)
+        except PARSE_ERRORS as exc:
+            raise UserError(f"{weights_file} does not load ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}): "
+                            "the file is damaged; restore it, or train the trial again") from None
         module, mods = rebuild(spec, info, key, weights)
         info_for = replace(info, arch=spec.arch)
         inputs = [deploy["inputs"][m] for m in mods]
@@ -216,15 +236,15 @@ def export_outputs(folder: Path, spec, deploy: dict[str, Any], outputs: dict[str
 def export_trial(folder: str | Path, keys: list[str] | None = None, out: str | Path | None = None) -> dict[str, str]:
     """``cmkd export TRIAL_DIR``: the deployable models of a finished trial from its kept best weights."""
     from .folders import RESULT_FILE, SPEC_FILE
-    from .spec import TrialSpec
 
     folder = Path(folder)
     if not (folder / SPEC_FILE).is_file():
         raise UserError(f"{folder} is not a trial folder (no {SPEC_FILE}); pass a folder under <bench>/runs or cmkd-runs")
     if not (folder / RESULT_FILE).is_file():
         raise UserError(f"{folder} holds no finished trial (no {RESULT_FILE}): finish it first (run the same command again)")
-    result = read_json(folder / RESULT_FILE)
-    spec = TrialSpec.from_dict(read_json(folder / SPEC_FILE)["spec"])
+    result, spec = _read_trial(folder)
+    if out is not None:
+        check_export_folder(Path(out), spec.trial_id(), keys or list(result["outputs"]))
     if "deploy" not in result:
         from .data import load_data
 
@@ -234,4 +254,44 @@ def export_trial(folder: str | Path, keys: list[str] | None = None, out: str | P
         raise UserError(f"trial {folder.name} has no output {bad[0]!r}; its outputs: {', '.join(result['outputs'])}")
     if not keys:  # every output whose weights were kept (the others' refusal names why, if none was)
         keys = [k for k in result["outputs"] if (folder / f"best_{k}.pt").is_file()] or list(result["outputs"])
-    return export_outputs(folder, spec, result["deploy"], result["outputs"], keys, Path(out) if out else None)
+    return export_outputs(folder, spec, result["deploy"], result["outputs"], keys, Path(out) if out else None, result)
+
+
+def _read_trial(folder: Path):
+    """A finished trial folder's result and spec, or one line naming the file that does not parse."""
+    from .folders import RESULT_FILE, SPEC_FILE
+    from .spec import TrialSpec
+
+    try:
+        result = read_json_file(folder / RESULT_FILE)
+        result["outputs"].items()
+    except PARSE_ERRORS as exc:
+        raise UserError(f"{folder / RESULT_FILE} does not parse ({type(exc).__name__}): the trial's record is damaged; "
+                        "run the trial's command again (its next run sets the file aside and trains it anew)") from None
+    try:
+        spec = TrialSpec.from_dict(read_json_file(folder / SPEC_FILE)["spec"])
+    except PARSE_ERRORS as exc:
+        raise UserError(f"{folder / SPEC_FILE} does not parse ({type(exc).__name__}): the trial's spec is damaged; "
+                        "run the trial's command again (its next run sets the file aside)") from None
+    return result, spec
+
+
+def check_export_folder(out: Path, trial_id: str, keys: list[str]) -> None:
+    """An export directory is the user's, or this trial's: never another trial's folder, a benchmark's
+    folder, nor another trial's export of the same output."""
+    from .folders import BENCH_FILE, RESULT_FILE, SPEC_FILE
+
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; pass a folder")
+    for marker, what in ((SPEC_FILE, "trial"), (RESULT_FILE, "trial"), (BENCH_FILE, "benchmark")):
+        if (out / marker).is_file():
+            other = read_or_set_aside(out / marker, read_json_file, "it is ignored") or {}
+            if what == "benchmark" or other.get("trial_id") != trial_id:
+                raise UserError(f"--out {out} is another {what}'s folder ({marker}); export into a folder of your own")
+    for key in keys:
+        side = sidecar_path(model_path(out, key))
+        if side.is_file():
+            other = read_or_set_aside(side, read_json_file, "it is replaced") or {}
+            if other.get("trial_id") not in (None, trial_id):
+                raise UserError(f"--out {out} holds trial {other.get('trial_id')}'s export of output {key!r} "
+                                f"({side.name}); export into another folder, or remove that pair first")

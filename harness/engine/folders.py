@@ -12,13 +12,15 @@ from pathlib import Path
 
 from cmkd.errors import UserError
 
-from .io import read_json
+from .corrupt import CORRUPT_DIR, read_json_file, read_or_set_aside
 from .spec import SPEC_VERSION, TrialSpec, identity_differences
 
 DEFAULT_ROOT = "cmkd-runs"
 RESULT_FILE = "result.json"
 SPEC_FILE = "spec.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+#: a benchmark folder's marker (its name and config hash): ``cmkd bench`` claims a folder by writing it
+BENCH_FILE = "bench.json"
 #: files a tracked job writes into a trial folder before the engine claims it (its MLflow run id, attempts)
 SIDE_FILES = {"mlflow_run_id.txt", ".lock", "attempts.txt"}
 
@@ -42,12 +44,45 @@ def trial_dir(root: str | Path, spec: TrialSpec) -> Path:
     return Path(root) / spec.dataset / "-".join(parts) / f"seed{spec.seed}-{spec.trial_id()}"
 
 
+def _result(path: Path) -> dict:
+    result = read_json_file(path)
+    if not isinstance(result.get("trial_id"), str) or not isinstance(result.get("outputs"), dict):
+        raise ValueError("has no trial_id or outputs")
+    return result
+
+
+def read_result(folder: str | Path) -> dict | None:
+    """The trial's ``result.json``; None when absent, or when it does not parse (then set aside: the trial
+    is no longer finished and its next run trains it again)."""
+    return read_or_set_aside(Path(folder) / RESULT_FILE, _result, "the trial is no longer finished and its next run "
+                                                                  "trains it again")
+
+
 def is_finished(folder: str | Path) -> bool:
-    return (Path(folder) / RESULT_FILE).exists()
+    return (Path(folder) / RESULT_FILE).exists() and read_result(folder) is not None
 
 
 def load_result(folder: str | Path) -> dict:
-    return read_json(Path(folder) / RESULT_FILE)
+    result = read_result(folder)
+    if result is None:
+        raise UserError(f"{Path(folder) / RESULT_FILE} is missing: {folder} holds no finished trial; run it again")
+    return result
+
+
+def read_spec_file(folder: Path) -> dict | None:
+    """The folder's ``spec.json``; a corrupt one is set aside (the folder is then claimed anew)."""
+    def parse(path: Path) -> dict:
+        other = read_json_file(path)
+        if not isinstance(other.get("trial_id"), str):
+            raise ValueError("has no trial_id")
+        return other
+
+    return read_or_set_aside(folder / SPEC_FILE, parse, "the folder is claimed anew")
+
+
+#: what a trial writes into its folder (a folder holding only these, and no spec.json, is a trial's whose
+#: spec.json was set aside)
+TRIAL_FILES = ("split.npz", "split.json", CHECKPOINT_FILE, CORRUPT_DIR)
 
 
 def describe_other(other: dict, spec: TrialSpec) -> str:
@@ -65,9 +100,8 @@ def claim_folder(folder: Path, spec: TrialSpec) -> None:
     """Make ``folder`` this trial's, or refuse if it holds another run (naming what differs)."""
     if folder.exists() and not folder.is_dir():
         raise UserError(f"output folder {folder} is a file; choose a new --out")
-    spec_path = folder / SPEC_FILE
-    if spec_path.exists():
-        other = read_json(spec_path)
+    other = read_spec_file(folder) if (folder / SPEC_FILE).exists() else None
+    if other is not None:
         if other.get("trial_id") != spec.trial_id():
             diff = describe_other(other, spec)
             raise UserError(
@@ -75,5 +109,37 @@ def claim_folder(folder: Path, spec: TrialSpec) -> None:
                 f"{other.get('spec', {}).get('method')}{'; differs in ' + diff if diff else ''}); "
                 "choose a new --out or remove that folder"
             )
-    elif folder.exists() and any(p.name not in SIDE_FILES for p in folder.iterdir()):
+    elif folder.exists() and any(p.name not in SIDE_FILES and not _trial_file(p.name) for p in folder.iterdir()):
         raise UserError(f"output folder {folder} is not empty and holds no cmkd run; choose a new --out")
+
+
+def _trial_file(name: str) -> bool:
+    return name in TRIAL_FILES or (name.startswith("best_") and name.endswith(".pt")) or (
+        name.startswith("model_") and name.endswith((".pt2", ".json"))) or (name.startswith(".") and ".tmp" in name)
+
+
+def remove_stale_temporaries(folder: Path) -> list[str]:
+    """Delete the half-written ``.<name>.*.tmp`` files of writers that died (a SIGKILLed run): called under
+    the trial's folder lock, when no writer of this folder can be alive."""
+    gone = []
+    for p in folder.glob(".*.tmp*"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            gone.append(p.name)
+    return gone
+
+
+def checked_weights(folder: str | Path, name: str, result: dict, fix: str) -> Path:
+    """``<folder>/<name>`` (a kept weights file of a finished trial), refused in one line when it is missing
+    or its content is not what ``result.json`` recorded when the trial finished (a swapped or damaged
+    file: a teacher's students and an export would otherwise use it silently). ``fix`` ends the message."""
+    from cmkd.archs.weights import content_hash
+
+    path = Path(folder) / name
+    if not path.is_file():
+        raise UserError(f"{path} is missing; {fix}")
+    recorded = (result.get("weights_sha256") or {}).get(name)
+    if recorded is not None and content_hash(path) != recorded:
+        raise UserError(f"{path} changed since the trial finished (hash {content_hash(path)}, recorded {recorded}); "
+                        f"restore that file, or {fix}")
+    return path

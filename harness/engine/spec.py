@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -130,6 +131,10 @@ class TrainConfig:
             raise UserError(f"train.bn_momentum must lie in [0, 1) (0: each architecture's own), got {self.bn_momentum}")
         if int(self.threads) < 0:
             raise UserError(f"threads must be >= 0, got {self.threads}")
+        cores = os.cpu_count() or 1
+        if int(self.threads) > 4 * cores:
+            raise UserError(f"threads = {self.threads} is far beyond this machine's {cores} cores; pass at most "
+                            f"{4 * cores} (0: torch's default)")
         if int(self.checkpoint_every) < 0:
             raise UserError(f"train.checkpoint_every must be >= 0 epochs (0: by the time budget alone), "
                             f"got {self.checkpoint_every}")

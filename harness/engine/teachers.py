@@ -19,7 +19,8 @@ from cmkd.archs.base import on_meta
 from cmkd.errors import UserError
 from cmkd.methods import FUSED, DataInfo, get_method, teacher_method
 
-from .folders import describe_other, is_finished, load_result, trial_dir
+from .corrupt import PARSE_ERRORS, is_damage, set_aside
+from .folders import RESULT_FILE, checked_weights, describe_other, is_finished, load_result, trial_dir
 from .spec import TrialSpec
 
 
@@ -110,16 +111,26 @@ def load_teacher(
     cls = get_method(tspec.method)
     options = tspec.options()
     key = tspec.modality if cls.single_modality else FUSED
-    state = torch.load(folder / f"best_{key}.pt", map_location="cpu", weights_only=True)  # the deployable model only
+    retrain = f"retrain the teacher: {train_command(tspec, runs_root)}"
+    path = checked_weights(folder, f"best_{key}.pt", result, retrain)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # the deployable model only
+    except PARSE_ERRORS as exc:
+        if not is_damage(exc):
+            raise
+        # its result stands for weights that are gone: both are set aside, so the teacher's next run trains it anew
+        set_aside(path, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}",
+                  "the teacher's result goes with it")
+        set_aside(folder / RESULT_FILE, f"its weights {path.name} did not load", "the teacher is no longer finished")
+        raise UserError(f"teacher weights {path} do not load (set aside); {retrain}") from None
     info = replace(info, arch=tspec.arch, teacher_arch=tspec.teacher_arch)  # the teacher's own network
     # no random init for weights about to be replaced (0.18 s of a student's start)
     teacher = on_meta(lambda: cls(info, tspec.modality, options).export(key))
     try:
         teacher.load_state_dict(state, assign=True)
     except RuntimeError as exc:
-        raise UserError(f"teacher weights {folder / f'best_{key}.pt'} do not fit a {tspec.arch} {tspec.method} network "
-                        f"({str(exc).splitlines()[1].strip()[:120]}); retrain the teacher: "
-                        f"{train_command(tspec, runs_root)}") from None
+        raise UserError(f"teacher weights {path} do not fit a {tspec.arch} {tspec.method} network "
+                        f"({str(exc).splitlines()[1].strip()[:120]}); {retrain}") from None
     if any(t.is_meta for t in (*teacher.parameters(), *teacher.buffers())):  # a buffer the weights do not hold
         teacher = cls(info, tspec.modality, options).export(key)
         teacher.load_state_dict(state)

@@ -7,6 +7,7 @@ nothing of Ray or MLflow: callers observe it through ``on_epoch``.
 
 from __future__ import annotations
 
+import copy
 import math
 import platform
 import socket
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 import cmkd
+from cmkd.archs.weights import content_hash
 from cmkd.datasets import MultiModalData, Split
 from cmkd.datasets.splits import empty_parts
 from cmkd.errors import Interrupted, UserError
@@ -28,8 +30,10 @@ from cmkd.methods.backbones import check_encoders, kaiming_conv1_
 from .augment import augment, strong_augment
 from .checkpoint import CheckpointPolicy, state_bytes
 from .data import load_data, spec_info, split_for
-from .folders import CHECKPOINT_FILE, DEFAULT_ROOT, RESULT_FILE, SPEC_FILE, claim_folder, trial_dir, variant_of
-from .io import read_json, save_torch, write_json
+from .corrupt import PARSE_ERRORS, is_damage, read_json_file, read_or_set_aside, set_aside
+from .folders import (CHECKPOINT_FILE, DEFAULT_ROOT, RESULT_FILE, SPEC_FILE, claim_folder, remove_stale_temporaries,
+                      trial_dir, variant_of)
+from .io import save_torch, write_json
 from .locks import FolderLock
 from .metrics import confusion, weighted_f1
 from .spec import SPEC_VERSION, TrialSpec
@@ -80,6 +84,14 @@ class TrialResult:
     costs: dict[str, dict[str, float]] = field(default_factory=dict)
     #: the data description an export needs (DataInfo, per-modality preprocessing, class names): cmkd export
     deploy: dict[str, Any] = field(default_factory=dict)
+    #: file name -> content hash of every weights file kept beside the result (``best_<output>.pt``,
+    #: ``model_<output>.pt2``): a teacher's or an export's weights are checked against it before use
+    weights_sha256: dict[str, str] = field(default_factory=dict)
+    #: a non-finite loss ended the run: its epoch, the loss term and its value (None: it did not diverge).
+    #: ``outputs`` then hold the best epochs before it, but the tables leave the trial out of every mean
+    diverged: dict[str, Any] | None = None
+    #: the training loss of the last epoch ended above the first epoch's (flagged, not judged)
+    loss_rose: bool = False
     reused: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -315,7 +327,7 @@ class Engine:
         losses = {k: float(v) / max(steps, 1) for k, v in sums.items()}
         bad = [k for k, v in losses.items() if not math.isfinite(v)]
         if bad:
-            raise FloatingPointError(f"loss {bad[0]} is not finite at epoch {epoch + 1}")
+            raise Diverged(epoch + 1, bad[0], losses[bad[0]])
         return losses, images
 
     # ---- evaluation ---------------------------------------------------------------------
@@ -359,13 +371,18 @@ class Engine:
 
         def checkpoint() -> None:
             nonlocal saved_epoch
-            policy.timed_write(lambda: save_torch({"method": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+            policy.timed_write(lambda: save_torch({"trial_id": self.spec.trial_id(), "method": self.method.state_dict(),
+                                                   "optimizer": self.optimizer.state_dict(),
                                                    "state": state.to_dict(), "best_weights": state.weights},
                                                   folder / CHECKPOINT_FILE))
             saved_epoch = state.epoch
 
         for epoch in range(state.epoch, self.cfg.epochs):
-            report = self.epoch(epoch, state, keep_weights or export)
+            try:
+                report = self.epoch(epoch, state, keep_weights or export)
+            except Diverged as exc:  # an outcome, not a crash: recorded, never retried
+                state.diverged = {"epoch": exc.epoch, "term": exc.term, "value": str(exc.value)}
+                break
             if policy.due(epoch + 1, self.cfg.epochs, report.seconds):
                 checkpoint()
             try:
@@ -382,14 +399,29 @@ class Engine:
         return self.finish(state, keep_weights, export, sum(policy.written_s))
 
     def resume(self, ckpt_path: Path) -> "RunState":
-        """The state to go on from: the checkpoint's (weights and optimiser loaded), or a fresh one."""
+        """The state to go on from: the checkpoint's (weights and optimiser loaded), or a fresh one. A
+        checkpoint that does not load (cut short, another trial's, another network's) is set aside and
+        the trial starts from scratch: a damaged file costs its epochs, never the trial."""
         if not ckpt_path.exists():
             return RunState()
-        ckpt = torch.load(ckpt_path, map_location=self.device, weights_only=True)  # tensors and plain values only
-        self.method.load_state_dict(ckpt["method"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        state = RunState.from_dict(ckpt["state"])
-        state.weights = {k: {n: t.cpu() for n, t in w.items()} for k, w in ckpt["best_weights"].items()}
+        method_state = copy.deepcopy(self.method.state_dict())  # a half-loaded checkpoint must not leak in
+        try:
+            ckpt = torch.load(ckpt_path, map_location=self.device, weights_only=True)  # tensors and plain values only
+            if ckpt.get("trial_id", self.spec.trial_id()) != self.spec.trial_id():
+                raise ValueError(f"belongs to trial {ckpt['trial_id']}, not {self.spec.trial_id()}")
+            self.method.load_state_dict(ckpt["method"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            state = RunState.from_dict(ckpt["state"])
+            state.weights = {k: {n: t.cpu() for n, t in w.items()} for k, w in ckpt["best_weights"].items()}
+        except PARSE_ERRORS as exc:
+            if not is_damage(exc):
+                raise
+            self.method.load_state_dict(method_state)
+            self.optimizer = make_optimizer(self.method.param_groups(self.cfg.lr), self.cfg.lr, self.cfg.weight_decay)
+            if ckpt_path.exists():
+                set_aside(ckpt_path, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}",
+                          "the trial starts again from epoch 1")
+            return RunState()
         state.resumed_from.append(state.epoch)
         return state
 
@@ -437,16 +469,19 @@ class Engine:
 
         costs = {}
         for k in self.method.outputs():
-            state.best[k].update(selection_summary(state.history, k))
+            if k in state.best:  # a run that diverged in its first epoch has no best epoch
+                state.best[k].update(selection_summary(state.history, k))
             costs[k] = deployed_cost(self.method, k, self.device)
         deploy = describe_data(prep.data, self.spec.dataset)
         if keep_weights or export:
             for k, weights in state.weights.items():
                 save_torch(weights, folder / f"best_{k}.pt")
-        exports = export_outputs(folder, self.spec, deploy, state.best) if export else {}
+        exports = export_outputs(folder, self.spec, deploy, state.best, list(state.weights)) if export and state.weights else {}
         if export and not keep_weights:
             for k in state.weights:
                 (folder / f"best_{k}.pt").unlink(missing_ok=True)
+        kept = sorted(p for p in (*folder.glob("best_*.pt"), *folder.glob("model_*.pt2")) if p.is_file())
+        weights_sha256 = {p.name: content_hash(p) for p in kept}
         result = TrialResult(
             trial_id=self.spec.trial_id(), spec=self.spec.to_dict(), method=self.spec.method,
             variant=variant_of(self.spec), outputs=state.best, epochs_run=state.epoch, wall_time_s=state.wall,
@@ -456,6 +491,7 @@ class Engine:
             teacher=(self.teacher_record or {}).get("out_dir"), history=state.history, exports=exports,
             resumed_from=state.resumed_from, threads=torch.get_num_threads(),
             data_options=dict(prep.data.meta.get("options", {})), checkpoint_s=checkpoint_s, deploy=deploy, costs=costs,
+            weights_sha256=weights_sha256, diverged=state.diverged, loss_rose=loss_rose(state.history),
         )
         write_json(result.to_dict(), folder / RESULT_FILE)
         # the resume state (weights + optimiser moments) is dead weight once the result exists
@@ -475,6 +511,7 @@ class RunState:
     images: int = 0
     wall: float = 0.0
     resumed_from: list[int] = field(default_factory=list)  # epochs at which an interrupted run picked up again
+    diverged: dict[str, Any] | None = None  # the epoch, loss term and value that ended the run (see TrialResult)
     weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -483,6 +520,20 @@ class RunState:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunState":
         return cls(**{k: v for k, v in d.items() if k != "weights"})
+
+
+class Diverged(Exception):
+    """A non-finite training loss: the trial ends here as ``diverged`` (an outcome, not an error)."""
+
+    def __init__(self, epoch: int, term: str, value: float):
+        super().__init__(f"loss {term} is not finite ({value}) at epoch {epoch}")
+        self.epoch, self.term, self.value = epoch, term, value
+
+
+def loss_rose(history: list[dict[str, Any]]) -> bool:
+    """The last epoch's training loss ended above the first's (two epochs at least)."""
+    losses = [h["train/loss"] for h in history if "train/loss" in h]
+    return len(losses) >= 2 and losses[-1] > losses[0]
 
 
 def selection_summary(history: list[dict[str, Any]], key: str) -> dict[str, float | int]:
@@ -507,8 +558,10 @@ def run_trial(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str
     """Run (or resume, or find finished) one trial. All bad input fails before training starts."""
     prep = prepare(spec, out_dir, runs_root, data)
     spec, folder = prep.spec, prep.out_dir
-    if (folder / RESULT_FILE).exists():
-        result = TrialResult.from_dict(read_json(folder / RESULT_FILE))
+    stored = read_or_set_aside(folder / RESULT_FILE, lambda p: TrialResult.from_dict(read_json_file(p)),
+                               "the trial trains again")
+    if stored is not None:
+        result = stored
         stale = [f"{what} ({old} -> {new})" for what, old, new in (
             ("trial id", result.trial_id, spec.trial_id()),
             ("data content", result.data_fingerprint, prep.data.fingerprint()),
@@ -522,6 +575,7 @@ def run_trial(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str
     with FolderLock(folder, "trial"):  # one process trains a trial folder at a time
         if (folder / RESULT_FILE).exists():  # finished by another process between the check above and the lock
             return run_trial(spec, out_dir, runs_root, on_epoch, prep.data, keep_weights, export)
+        remove_stale_temporaries(folder)  # no writer of this folder is alive while we hold its lock
         write_json({"trial_id": spec.trial_id(), "spec": spec.to_dict(), "variant": variant_of(spec),
                     "spec_version": SPEC_VERSION}, folder / SPEC_FILE)
         prep.split.save(folder / "split.npz")

@@ -177,6 +177,10 @@ class BenchConfig:
             if m not in METHODS:
                 raise UserError(f"method_options names unknown method {m!r}{nearest(m, list(METHODS))}")
             METHODS[m].Options.from_dict(dict(options), m)
+            for axis, how in (("lskd", "lskd=[false, true]"), ("ablation", "ablations=[...] with the ablation scenario")):
+                if axis in options:  # the sweep sets these per trial: a value here would be overwritten unseen
+                    raise UserError(f"method_options.{m}.{axis} is one of the sweep's axes and would be ignored; set "
+                                    f"it with {how}")
         if "ablation" in self.scenarios:  # ablations matter only where their scenario runs
             declared = {a for m in self.methods for a in METHODS[m].ablations}
             owners = sorted(n for n, c in METHODS.items() if c.ablations)
@@ -299,10 +303,14 @@ def load_config(profile: str = "quick", path: str | None = None, overrides: list
     data = profile_dict(profile)
     if path:
         p = Path(path)
+        if p.is_dir():
+            raise UserError(f"config file {path} is a folder; pass a .toml file")
         if not p.is_file():
             raise UserError(f"config file {path} does not exist")
         try:
-            extra = tomllib.loads(p.read_text())
+            extra = tomllib.loads(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8 TOML") from None
         except tomllib.TOMLDecodeError as exc:
             raise UserError(f"{path}: not valid TOML ({exc})") from None
         for k, v in extra.items():

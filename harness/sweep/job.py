@@ -17,6 +17,7 @@ from typing import Any, Callable
 import cmkd
 from cmkd.harness.engine.folders import trial_dir, variant_of
 from cmkd.harness.engine.spec import TrialSpec
+from cmkd.results.record import FINAL
 from cmkd.results.store import ResultRecord, ResultsStore
 
 
@@ -65,7 +66,7 @@ def run_tracked_trial(job: TrialJob, on_epoch: Callable[[Any], None] | None = No
     load_plugins(job.plugins)
     store = ResultsStore(job.results_dir)
     previous = store.get(job.trial_id)
-    if previous is not None and previous.status == "finished":
+    if previous is not None and previous.status in FINAL:
         return None
     torch.set_num_threads(max(1, int(job.cpus)))
     folder = trial_dir(job.runs_root, job.spec)

@@ -148,10 +148,14 @@ class TrialTracker:
         self._Metric, self._Param, self._RunTag = Metric, Param, RunTag
         self.client = MlflowClient(uri)
         run_id = run_file.read_text().strip() if run_file.exists() else ""
+        #: the last epoch this run already holds: a resumed trial replays the epochs after its checkpoint,
+        #: and those that reached MLflow before the kill are not logged twice
+        self.logged_epoch = 0
         if run_id:
             try:
                 self.client.get_run(run_id)
                 self.client.update_run(run_id, status="RUNNING")
+                self.logged_epoch = max((m.step for m in self.client.get_metric_history(run_id, "epoch_seconds")), default=0)
             except Exception:
                 run_id = ""
         if not run_id:
@@ -171,6 +175,8 @@ class TrialTracker:
     def log_epoch(self, report) -> None:
         import time
 
+        if report.epoch <= self.logged_epoch:
+            return
         ts = int(time.time() * 1000)
         values = {f"train/{k}": v for k, v in report.losses.items()}
         values.update({f"val_f1/{k}": v for k, v in report.val_f1.items()})
@@ -197,11 +203,17 @@ class TrialTracker:
         metrics.append(self._Metric("wall_time_s", float(result.wall_time_s), ts, 0))
         params = {f"data.{k}": str(v)[:500] for k, v in sorted((result.data_options or {}).items())}
         params.update({"resolved.split_fingerprint": result.split_fingerprint, "resolved.threads": str(result.threads)})
-        logged = self.client.get_run(self.run_id).data.params
-        new = [self._Param(k, v) for k, v in params.items() if k not in logged]
-        self.client.log_batch(self.run_id, metrics=metrics, params=new,
-                              tags=[self._RunTag("out_dir", result.out_dir), self._RunTag("device", result.device),
-                                    self._RunTag("host", result.host)])
+        run = self.client.get_run(self.run_id)
+        new = [self._Param(k, v) for k, v in params.items() if k not in run.data.params]
+        # a trial finished again in the same run (its record was lost, or its result set aside and retrained)
+        # keeps the summaries it logged the first time: one row per (metric, step)
+        metrics = [m for m in metrics if m.key not in run.data.metrics]
+        tags = [self._RunTag("out_dir", result.out_dir), self._RunTag("device", result.device),
+                self._RunTag("host", result.host)]
+        if result.diverged:
+            d = result.diverged
+            tags.append(self._RunTag("diverged", f"loss {d['term']} not finite ({d['value']}) at epoch {d['epoch']}"))
+        self.client.log_batch(self.run_id, metrics=metrics, params=new, tags=tags)
         art = folder / "mlflow-artifacts"
         art.mkdir(exist_ok=True)
         for key, out in result.outputs.items():
@@ -214,7 +226,8 @@ class TrialTracker:
                 self.client.log_artifact(self.run_id, path, artifact_path="models")
                 self.client.log_artifact(self.run_id, str(Path(path).with_suffix(".json")), artifact_path="models")
             for key in result.outputs:
-                self.client.log_artifact(self.run_id, str(folder / f"best_{key}.pt"), artifact_path="checkpoints")
+                if (folder / f"best_{key}.pt").is_file():
+                    self.client.log_artifact(self.run_id, str(folder / f"best_{key}.pt"), artifact_path="checkpoints")
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def fail(self, exc: BaseException | None) -> None:

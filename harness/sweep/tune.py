@@ -14,15 +14,17 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import cmkd
 from cmkd.errors import Interrupted, UserError
-from cmkd.harness.engine.io import read_json, write_json
+from cmkd.harness.engine.folders import BENCH_FILE, RESULT_FILE, SPEC_FILE
+from cmkd.harness.engine.io import write_json
 from cmkd.harness.engine.locks import FolderLock
 from cmkd.plugins import plugins_from_env
+from cmkd.results.record import FINAL
 from cmkd.results.store import ResultsStore
 
 from .bench_config import BenchConfig
@@ -32,7 +34,6 @@ from .plan import PlannedTrial, build_plan, costs
 from .progress import LiveView, PlainView, Planned, Progress, wants_live
 from .schedule import Job, Ready
 
-BENCH_FILE = "bench.json"
 #: environment of Ray workers: few malloc arenas, so that reused workers do not accumulate freed memory
 WORKER_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1",
               "MALLOC_ARENA_MAX": "2"}
@@ -84,16 +85,31 @@ def _callback(progress: Progress, jobs: dict[str, TrialJob], on_end: Callable[[]
             if rec.status == "failed":  # a record the job filed (an unfiled one is "pending")  # a user error: recorded by the job, never retried
                 progress.end(t.trial_id, "failed", f"FAILED {t.name} (not retried: bad input): {rec.error or ''}"[:300])
                 return
+            if rec.status == "diverged":
+                progress.end(t.trial_id, "diverged", f"DIVERGED {t.name} (recorded, not retried): {rec.error}"[:300])
+                return
             f1 = ", ".join(f"{k} {100 * v['test_f1']:.1f}" for k, v in rec.outputs.items())
             progress.end(t.trial_id, "finished", f"finished {t.name}: test F1 {f1} ({rec.wall_time_s or 0:.0f} s)")
 
         def on_trial_error(self, iteration, trials, trial, **info):
             t = jobs[trial.config["trial"]]
             rec = progress.store.get(t.trial_id)
-            progress.end(t.trial_id, "failed", f"FAILED {t.name} after {rec.attempts if rec else '?'} attempt(s): "
-                                               f"{(rec.error or '') if rec else ''}"[:200])
+            # no record when filing it failed too (a read-only or full disk): the error Tune kept says why
+            why = (rec.error if rec and rec.error else "") or _last_error_line(trial)
+            attempts = rec.attempts if rec else trial.num_failures
+            progress.end(t.trial_id, "failed", f"FAILED {t.name} after {attempts} attempt(s): {why}"[:300])
 
     return ProgressCallback()
+
+
+def _last_error_line(trial) -> str:
+    """The last line of the traceback Tune kept for a failed trial ("OSError: [Errno 30] Read-only ...")."""
+    try:
+        text = trial.get_error() or ""
+    except Exception:  # noqa: BLE001 - storage gone too: say what we know
+        text = ""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[-1] if lines else "the worker ended without an error message (see logs/driver.log)"
 
 
 # ---- the driver -------------------------------------------------------------------------------------
@@ -108,24 +124,66 @@ class BenchSummary:
     planned: int
     wall_s: float
     models: Any = None  # the kept weights (retention.kept_models)
+    diverged: int = 0  # trials a non-finite loss ended (recorded, never retried, left out of the tables' means)
+    loss_rose: list[str] = field(default_factory=list)  # trials whose last training loss ended above their first
 
 
 def bench_folder(cfg: BenchConfig, out: str | Path | None) -> Path:
+    if out is not None and not str(out).strip():
+        raise UserError("--out is empty; pass a folder (or leave --out out for results/<profile name>)")
     return Path(out or Path("results") / cfg.name).resolve()
+
+
+def check_bench_folder(folder: Path, cfg: BenchConfig) -> None:
+    """Refuse, before anything touches it, a folder that is not this benchmark's to write: a file, a folder
+    inside another benchmark or a trial folder, or one that holds a benchmark of another config."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--out {folder} is a file; pass a folder")
+    for parent in folder.parents:
+        if (parent / BENCH_FILE).is_file():
+            raise UserError(f"--out {folder} lies inside benchmark folder {parent}; pass a folder of its own "
+                            f"(e.g. {parent.parent / (folder.name + '-bench')})")
+    for marker in (SPEC_FILE, RESULT_FILE):
+        for where in (folder, *folder.parents):
+            if (where / marker).is_file():
+                raise UserError(f"--out {folder} lies inside trial folder {where}; pass a folder of its own")
+    other = _bench_marker(folder, cfg)
+    if other is not None and other.get("config_hash") != cfg.config_hash():
+        raise UserError(f"{folder} holds benchmark {other.get('name')!r} with another config (hash "
+                        f"{other.get('config_hash')}, this one {cfg.config_hash()}); pass --out NEW_FOLDER for a new "
+                        "benchmark")
+
+
+def _bench_marker(folder: Path, cfg: BenchConfig) -> dict | None:
+    """The folder's ``bench.json``. A damaged one is set aside when every record in the folder is this
+    config's (the folder is then claimed anew); otherwise it is refused, since the folder's records may
+    belong to another config."""
+    from cmkd.harness.engine.corrupt import PARSE_ERRORS, read_json_file, set_aside
+
+    path = folder / BENCH_FILE
+    if not path.is_file():
+        return None
+    try:
+        other = read_json_file(path)
+        str(other["config_hash"])
+        return other
+    except PARSE_ERRORS as exc:
+        hashes = {rec.config_hash for rec in ResultsStore(folder / "results").records()} if (folder / "results").is_dir() else set()
+        if hashes - {cfg.config_hash()}:
+            raise UserError(f"{path} does not parse ({type(exc).__name__}) and the folder holds records of another "
+                            "config; restore that file, or pass --out NEW_FOLDER") from None
+        set_aside(path, f"{type(exc).__name__}", "the folder's records are all this config's: it is claimed anew")
+        return None
 
 
 def claim_bench(folder: Path, cfg: BenchConfig) -> None:
     """A folder holds one benchmark config: a changed config is a new benchmark, not a silent mix."""
-    path = folder / BENCH_FILE
-    if path.exists():
-        other = read_json(path)
-        if other["config_hash"] != cfg.config_hash():
-            raise UserError(f"{folder} holds benchmark {other['name']!r} with another config (hash {other['config_hash']}, "
-                            f"this one {cfg.config_hash()}); pass --out NEW_FOLDER for a new benchmark")
+    check_bench_folder(folder, cfg)
+    if (folder / BENCH_FILE).is_file():
         return
     folder.mkdir(parents=True, exist_ok=True)
     write_json({"name": cfg.name, "config_hash": cfg.config_hash(), "config": cfg.to_dict(),
-                "code_version": cmkd.__version__}, path)
+                "code_version": cmkd.__version__}, folder / BENCH_FILE)
 
 
 def resolve_device(cfg: BenchConfig, cluster_gpus: float) -> BenchConfig:
@@ -173,6 +231,11 @@ class StopSignals:
             signal.signal(sig, old)
 
 
+#: a resource only the private local instance of a ``cmkd bench`` without --address declares: another
+#: driver's ``--address auto`` finds that instance too, and must not join it (it dies with its benchmark)
+PRIVATE_RESOURCE = "cmkd_private_bench"
+
+
 def check_address(address: str | None) -> None:
     """A malformed address, or an explicit HOST:PORT that does not answer, fails now (before anything is
     written), not after a long connection retry."""
@@ -205,12 +268,32 @@ def init_ray(address: str | None, env: dict[str, str]):
         else:
             # "local": a new instance of this machine's CPUs, never whatever Ray happens to run here (without
             # it, ray.init attaches to any running instance it finds, and then refuses num_cpus)
-            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, resources={PRIVATE_RESOURCE: 1},
                      object_store_memory=256 * 2**20, runtime_env=runtime_env, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UserError(f"cannot start or reach Ray{' at ' + address if address else ''} ({exc}); "
                         "check the address (ray start --head prints it) or drop --address to run locally") from None
+    if address and ray.cluster_resources().get(PRIVATE_RESOURCE):
+        ray.shutdown()
+        raise UserError(f"the Ray instance at --address {address} is another cmkd bench's own (started without "
+                        "--address; it ends with that benchmark); start a shared one with `ray start --head` and pass "
+                        "the address it prints, or drop --address to run on a private instance")
     return ray
+
+
+def check_fit(cfg: BenchConfig, nodes: list[dict[str, float]], where: str) -> None:
+    """One trial must fit on some node (its CPUs and GPUs), or the sweep would wait forever with no word."""
+    need = {"CPU": cfg.resources.cpus_per_trial, "GPU": cfg.resources.gpus_per_trial}
+    if any(all(node.get(k, 0.0) >= v for k, v in need.items() if v > 0) for node in nodes):
+        return
+    most = {k: max((node.get(k, 0.0) for node in nodes), default=0.0) for k in need}
+    raise UserError(f"a trial asks for {need['CPU']:g} CPU(s) and {need['GPU']:g} GPU(s), but no node of {where} has "
+                    f"that much (largest: {most['CPU']:g} CPU(s), {most['GPU']:g} GPU(s)); lower "
+                    "resources.cpus_per_trial / gpus_per_trial")
+
+
+def cluster_nodes(ray) -> list[dict[str, float]]:
+    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
 
 
 def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | None = None,
@@ -222,15 +305,19 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | No
 
     t_start = time.time()
     folder = bench_folder(cfg, out)
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"--out {folder} is a file; pass a folder")
+    check_bench_folder(folder, cfg)  # before the lock, Ray or any log touches the folder
     uri = tracking_uri or default_uri(folder)
     check_uri(uri)
     plan = build_plan(cfg)  # validates data, methods and teachers before anything starts
-    if cfg.resources.gpus_per_trial > 0 and not address:
+    if not address:  # this machine: what a trial asks for must exist here, checked before anything starts
         import torch
 
-        cfg = resolve_device(cfg, float(torch.cuda.device_count()))
+        gpus = float(torch.cuda.device_count())
+        if cfg.resources.gpus_per_trial > 0:
+            cfg = resolve_device(cfg, gpus)
+        if str(cfg.train.device).startswith("cuda") and gpus == 0:
+            raise UserError(f"train.device = {cfg.train.device!r} but this machine has no GPU; use \"auto\" or \"cpu\"")
+        check_fit(cfg, [{"CPU": float(os.cpu_count() or 1), "GPU": gpus}], "this machine")
     check_address(address)
     with FolderLock(folder, "bench") as lock, contextlib.ExitStack() as stack:
         term = stack.enter_context(terminal_to_log(folder / "logs" / "driver.log")) if quiet else sys.stdout
@@ -243,6 +330,8 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | No
             line(f"Ray, Tune and MLflow messages: {folder / 'logs' / 'driver.log'}")
         try:
             ray = init_ray(address, WORKER_ENV)
+            if address:
+                check_fit(cfg, cluster_nodes(ray), f"the cluster at {address}")
         except UserError:
             lock.discard_if_new()
             raise
@@ -262,9 +351,10 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
                                                                         "profile": cfg.name})
     if address and cfg.resources.gpus_per_trial > 0:
         cfg = resolve_device(cfg, float(ray.cluster_resources().get("GPU", 0)))
+
     store = ResultsStore(folder / "results")
     runs_root = folder / "runs"
-    done = {p.trial_id for p in plan if store.status(p.trial_id) == "finished"}
+    done = {p.trial_id for p in plan if store.status(p.trial_id) in FINAL} - lost_teachers(plan, store, runs_root)
     say(f"benchmark {cfg.name} ({cfg.config_hash()}): {len(plan)} trials planned, {len(done)} already finished; "
         f"output {folder}")
     todo = [p for p in plan if p.trial_id not in done]
@@ -285,21 +375,48 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
         finally:
             stop.fitting = False
             view.close(progress)
-    pruning()
-    models = kept_models(store)
-    models.to_csv(folder / MODELS_FILE, index=False)
-    store.write_parquet(folder / "results.parquet")
-    store.write_history(folder / "history.parquet")
+    models = None
+    try:
+        pruning()
+        models = kept_models(store)
+        models.to_csv(folder / MODELS_FILE, index=False)
+        store.write_parquet(folder / "results.parquet")
+        store.write_history(folder / "history.parquet")
+    except OSError as exc:  # a read-only or full folder: every trial's record is kept, the summaries wait
+        if stop.signum is None:
+            raise UserError(f"cannot write the benchmark's summary files in {folder} ({exc.strerror or exc}); make it "
+                            "writable and run the same command again: every finished trial is kept") from None
     statuses = [store.status(p.trial_id) for p in plan]
     if stop.signum is not None:
         raise Interrupted(stop.signum, f"interrupted: {statuses.count('finished')}/{len(plan)} trials finished "
                                        f"(kept in {folder}); run the same command to resume")
     summary = BenchSummary(folder, experiment, uri, statuses.count("finished"), statuses.count("failed"),
-                           statuses.count("skipped"), len(plan), time.time() - t_start, models=models)
+                           statuses.count("skipped"), len(plan), time.time() - t_start, models=models,
+                           diverged=statuses.count("diverged"),
+                           loss_rose=[r.name for r in store.records() if r.status in FINAL and r.loss_rose])
     best = progress.best()
     if best != progress.last_best:
         say(best)
     return summary
+
+
+def lost_teachers(plan: list[PlannedTrial], store: ResultsStore, runs_root: Path) -> set[str]:
+    """Teachers recorded as finished whose folder no longer holds their result or weights (set aside as
+    damaged, or deleted) while a student still needs them: their records are set aside so that they train
+    again, instead of failing each student with "no finished teacher"."""
+    from cmkd.harness.engine.corrupt import set_aside
+    from cmkd.harness.engine.folders import is_finished, trial_dir
+
+    pending_teachers = {p.teacher_id for p in plan if p.teacher_id and store.status(p.trial_id) != "finished"}
+    lost = set()
+    for p in plan:
+        if p.trial_id in pending_teachers and store.status(p.trial_id) == "finished":
+            folder = trial_dir(runs_root, p.spec)
+            if not is_finished(folder) or not any(folder.glob("best_*.pt")):
+                set_aside(store.path(p.trial_id), f"teacher folder {folder} no longer holds its result and weights",
+                          "the teacher trains again")
+                lost.add(p.trial_id)
+    return lost
 
 
 def make_job(p: PlannedTrial, cfg: BenchConfig, folder: Path, runs_root: Path, uri: str, exp_id: str,
