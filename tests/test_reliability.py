@@ -58,9 +58,11 @@ def test_a_corrupt_checkpoint_or_result_is_set_aside_and_the_trial_trains_again(
     (folder / CHECKPOINT_FILE).write_bytes(b"PK\x03\x04 cut short")  # and its checkpoint is garbage
     stale = folder / ".checkpoint.pt.x1y2.tmp"  # a writer SIGKILLed mid-write
     stale.write_bytes(b"half")
+    unrenamed = folder / ".model_rgb.new.pt2"  # an export killed between its two renames
+    unrenamed.write_bytes(b"whole but never renamed")
     again = run_trial(tiny_spec(epochs=2), out_dir=folder)
     assert not again.reused and again.resumed_from == [] and again.outputs["rgb"]["test_f1"] == f1
-    assert not stale.exists()
+    assert not stale.exists() and not unrenamed.exists()
     aside = _aside(folder)
     assert [n for n in aside if not n.endswith(".reason")] == sorted(n for n in aside if n.startswith(("result.json.", "checkpoint.pt."))
                                                                      and not n.endswith(".reason"))

@@ -119,10 +119,11 @@ def _trial_file(name: str) -> bool:
 
 
 def remove_stale_temporaries(folder: Path) -> list[str]:
-    """Delete the half-written ``.<name>.*.tmp`` files of writers that died (a SIGKILLed run): called under
-    the trial's folder lock, when no writer of this folder can be alive."""
+    """Delete the half-written files of writers that died (a SIGKILLed run): ``.<name>.*.tmp*`` and an
+    export's ``.<model>.new.pt2`` waiting for its rename. Called under the trial's folder lock, when no
+    writer of this folder can be alive."""
     gone = []
-    for p in folder.glob(".*.tmp*"):
+    for p in (*folder.glob(".*.tmp*"), *folder.glob(".*.new.*")):
         if p.is_file():
             p.unlink(missing_ok=True)
             gone.append(p.name)
