@@ -178,6 +178,11 @@ class Method(nn.Module):
         """Prediction keys the engine evaluates (and selects a best epoch for) separately."""
         return [self.modality] if self.single_modality else [FUSED]
 
+    def loss_ramps_up(self) -> bool:
+        """True when the loss weights grow over the first epochs (a warm-up): a total training loss that
+        ends above its first epoch's is then the schedule, and the engine does not flag it (``loss_rose``)."""
+        return False
+
     def paired_batches(self) -> bool:
         return True
 

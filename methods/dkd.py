@@ -36,6 +36,9 @@ class DKD(DistilledStudent):
     paper_row = 3
     Options = DKDOptions
 
+    def loss_ramps_up(self) -> bool:  # the DKD term's weight grows from 0 over the warm-up
+        return self.options.warmup_epochs > 0
+
     def distill(self, student: Tensor, teacher: Tensor, batch: Batch, epoch: int):
         o = self.options
         y = batch.labels(self.modality)

@@ -154,6 +154,18 @@ def test_a_non_finite_loss_ends_the_trial_as_diverged_recorded_and_never_retried
     assert rec.status == "diverged" and "not finite" in rec.error and "at epoch 1" in rec.error
 
 
+def test_a_rising_loss_is_flagged_unless_the_method_ramps_its_loss_up(teachers):
+    from cmkd.harness.engine.trial import loss_rose
+
+    assert loss_rose([{"train/loss": 1.0}, {"train/loss": 0.5}, {"train/loss": 1.2}])
+    assert not loss_rose([{"train/loss": 1.0}, {"train/loss": 1.0}]) and not loss_rose([{"train/loss": 1.0}])
+    # DKD's first epoch weighs its DKD term 0 (the warm-up): its total loss rises by design, never flagged
+    dkd = run_trial(tiny_spec(method="dkd", modality="depth", scenario="cross-modal",
+                              method_options={"warmup_epochs": 1}), runs_root=teachers)  # weight 0, then 1
+    losses = [h["train/loss"] for h in dkd.history]
+    assert losses[-1] > losses[0] and dkd.loss_rose is False, losses
+
+
 def test_cmkd_train_says_diverged_in_one_line_with_exit_1(tmp_path, capsys):
     from helpers import TINY_DATA
 

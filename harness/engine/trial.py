@@ -90,7 +90,8 @@ class TrialResult:
     #: a non-finite loss ended the run: its epoch, the loss term and its value (None: it did not diverge).
     #: ``outputs`` then hold the best epochs before it, but the tables leave the trial out of every mean
     diverged: dict[str, Any] | None = None
-    #: the training loss of the last epoch ended above the first epoch's (flagged, not judged)
+    #: the training loss of the last epoch ended above the first epoch's (flagged, not judged; never for a
+    #: method whose loss weights ramp up by design, e.g. DKD's warm-up)
     loss_rose: bool = False
     reused: bool = False
 
@@ -491,7 +492,8 @@ class Engine:
             teacher=(self.teacher_record or {}).get("out_dir"), history=state.history, exports=exports,
             resumed_from=state.resumed_from, threads=torch.get_num_threads(),
             data_options=dict(prep.data.meta.get("options", {})), checkpoint_s=checkpoint_s, deploy=deploy, costs=costs,
-            weights_sha256=weights_sha256, diverged=state.diverged, loss_rose=loss_rose(state.history),
+            weights_sha256=weights_sha256, diverged=state.diverged,
+            loss_rose=loss_rose(state.history) and not self.method.loss_ramps_up(),
         )
         write_json(result.to_dict(), folder / RESULT_FILE)
         # the resume state (weights + optimiser moments) is dead weight once the result exists
