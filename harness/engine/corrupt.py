@@ -53,7 +53,8 @@ def set_aside(path: Path, reason: str, then: str) -> Path:
     return dest
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
+    """``ExcType: first line of its message`` (bounded): why a file did not parse, for a warning or an error."""
     text = str(exc).splitlines()[0][:160] if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -71,7 +72,7 @@ def read_or_set_aside(path: Path, parse: Callable[[Path], T], then: str) -> T | 
         if not path.exists():
             return None
         try:
-            set_aside(path, _reason(exc), then)
+            set_aside(path, reason(exc), then)
         except FileNotFoundError:
             pass
         return None

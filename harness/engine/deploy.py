@@ -24,7 +24,7 @@ from torch import nn
 import cmkd
 from cmkd.errors import UserError
 
-from .corrupt import PARSE_ERRORS, read_json_file, read_or_set_aside
+from .corrupt import PARSE_ERRORS, read_json_file, read_or_set_aside, reason
 from .io import atomic_save, write_json
 
 SIDECAR_FORMAT = "cmkd-model/1"
@@ -215,7 +215,7 @@ def export_outputs(folder: Path, spec, deploy: dict[str, Any], outputs: dict[str
         try:
             weights = torch.load(weights_file, map_location="cpu", weights_only=True)
         except PARSE_ERRORS as exc:
-            raise UserError(f"{weights_file} does not load ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}): "
+            raise UserError(f"{weights_file} does not load ({reason(exc)}): "
                             "the file is damaged; restore it, or train the trial again") from None
         module, mods = rebuild(spec, info, key, weights)
         info_for = replace(info, arch=spec.arch)

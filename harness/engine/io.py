@@ -77,7 +77,3 @@ def save_torch(obj: Any, path: str | Path) -> None:
 
 def write_json(obj: Any, path: str | Path) -> None:
     _atomic(Path(path), lambda fh: fh.write(json.dumps(obj, indent=2, sort_keys=True, default=str).encode()))
-
-
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())

@@ -19,7 +19,7 @@ from cmkd.archs.base import on_meta
 from cmkd.errors import UserError
 from cmkd.methods import FUSED, DataInfo, get_method, teacher_method
 
-from .corrupt import PARSE_ERRORS, is_damage, set_aside
+from .corrupt import PARSE_ERRORS, is_damage, reason, set_aside
 from .folders import RESULT_FILE, checked_weights, describe_other, is_finished, load_result, trial_dir
 from .spec import TrialSpec
 
@@ -119,8 +119,7 @@ def load_teacher(
         if not is_damage(exc):
             raise
         # its result stands for weights that are gone: both are set aside, so the teacher's next run trains it anew
-        set_aside(path, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}",
-                  "the teacher's result goes with it")
+        set_aside(path, reason(exc), "the teacher's result goes with it")
         set_aside(folder / RESULT_FILE, f"its weights {path.name} did not load", "the teacher is no longer finished")
         raise UserError(f"teacher weights {path} do not load (set aside); {retrain}") from None
     info = replace(info, arch=tspec.arch, teacher_arch=tspec.teacher_arch)  # the teacher's own network

@@ -30,7 +30,7 @@ from cmkd.methods.backbones import check_encoders, kaiming_conv1_
 from .augment import augment, strong_augment
 from .checkpoint import CheckpointPolicy, state_bytes
 from .data import load_data, spec_info, split_for
-from .corrupt import PARSE_ERRORS, is_damage, read_json_file, read_or_set_aside, set_aside
+from .corrupt import PARSE_ERRORS, is_damage, read_json_file, read_or_set_aside, reason, set_aside
 from .folders import (CHECKPOINT_FILE, DEFAULT_ROOT, RESULT_FILE, SPEC_FILE, claim_folder, remove_stale_temporaries,
                       trial_dir, variant_of)
 from .io import save_torch, write_json
@@ -420,8 +420,7 @@ class Engine:
             self.method.load_state_dict(method_state)
             self.optimizer = make_optimizer(self.method.param_groups(self.cfg.lr), self.cfg.lr, self.cfg.weight_decay)
             if ckpt_path.exists():
-                set_aside(ckpt_path, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}",
-                          "the trial starts again from epoch 1")
+                set_aside(ckpt_path, reason(exc), "the trial starts again from epoch 1")
             return RunState()
         state.resumed_from.append(state.epoch)
         return state
