@@ -9,10 +9,17 @@ and the verdict from the table's own statistics (paired t-test against STUDENT, 
 - ``specific`` (``shared=0``): rgb is decided by a signal depth does not have. Expected: no gain.
 
     python benchmarks/controls.py [--from BENCH_FOLDER | --out DIR] [--set KEY=VALUE ...] [--check]
+                                  [--same-marks OTHER_FOLDER]
 
 ``--check`` exits 1 unless, in Table 1, at least two distilled methods gain significantly over STUDENT in
 the shared column (Holm-corrected, as the table marks them), KDv1 among them, and none gains
 significantly in the specific column.
+
+``--same-marks OTHER`` compares the run with another run of the same config (another CPU, instruction
+set or thread count): every Table 1 cell's mark (significantly above STUDENT, significantly below, or
+not significant) and whether the other run's mean lies inside this run's 95% interval. With ``--check``
+it also exits 1 when a mark differs: what cmkd-bench promises across machines is the set of
+significant cells, not the digits.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
@@ -75,18 +83,15 @@ def contrasts(folder: Path, methods: list[str]) -> pd.DataFrame:
 
 
 def verdict(folder: Path) -> tuple[bool, list[str]]:
-    """The default benchmark's claim, read from its Table 1 statistics (``stats_frame``: paired t-test
-    against STUDENT, Holm within the column, exactly the table's marks)."""
+    """The default benchmark's claim, read from its Table 1 marks (paired t-test against STUDENT, Holm
+    within the column: exactly the table's)."""
     from cmkd.methods import METHODS
-    from cmkd.results.report import stats_frame
 
-    st = stats_frame(ResultsStore(folder / "results").rows(), tables=(1,))
-    distilled = st[st.row.map(lambda r: (METHODS.get(r.split("|")[0]) is not None
-                                         and METHODS[r.split("|")[0]].role() == "distilled"))]
-    student = st[st.row == "STUDENT"].set_index("dataset")["mean"]
-    up = distilled[distilled.significant.fillna(False).astype(bool)
-                   & (distilled["mean"] > distilled.dataset.map(student))]
-    gains = {d: sorted(up[up.dataset == d].row) for d in sorted(set(st.dataset))}
+    m = marks(folder)
+    distilled = m[m.row.map(lambda r: (METHODS.get(r.split("|")[0]) is not None
+                                       and METHODS[r.split("|")[0]].role() == "distilled"))]
+    up = distilled[distilled.mark == "up"]
+    gains = {d: sorted(up[up.dataset == d].row) for d in sorted(set(m.dataset))}
     shared = next((d for d in gains if d.endswith(":shared")), None)
     specific = next((d for d in gains if d.endswith(":specific")), None)
     ok = (shared is not None and specific is not None and len(gains[shared]) >= 2 and "kdv1|orig" in gains[shared]
@@ -97,12 +102,39 @@ def verdict(folder: Path) -> tuple[bool, list[str]]:
     return ok, lines
 
 
+def marks(folder: Path) -> pd.DataFrame:
+    """Table 1's cells with their mark against STUDENT: "up" or "down" (significant after Holm within
+    the column, as the table marks it) or "ns"; the STUDENT and TEACHER rows have none."""
+    from cmkd.results.report import stats_frame
+
+    st = stats_frame(ResultsStore(folder / "results").rows(), tables=(1,))
+    student = st[st.row == "STUDENT"].set_index("dataset")["mean"]
+    st = st[~st.row.isin(["STUDENT", "TEACHER"])].copy()
+    above = st["mean"] > st.dataset.map(student)
+    sig = st.significant.fillna(False).astype(bool)
+    st["mark"] = np.where(sig & above, "up", np.where(sig, "down", "ns"))
+    return st[["dataset", "row", "mean", "ci95_low", "ci95_high", "p_holm", "mark"]].reset_index(drop=True)
+
+
+def compare_marks(here: pd.DataFrame, there: pd.DataFrame) -> pd.DataFrame:
+    """Cell by cell: this run's mark, interval and Holm p against the other run's mean, mark and Holm p.
+    A cell present in one run only counts as a changed mark (it cannot be promised)."""
+    both = here.merge(there, on=["dataset", "row"], how="outer", suffixes=("", " other"))
+    both["same mark"] = both["mark"] == both["mark other"]
+    both["inside interval"] = (both["ci95_low"] <= both["mean other"]) & (both["mean other"] <= both["ci95_high"])
+    return both[["dataset", "row", "mean", "ci95_low", "ci95_high", "p_holm", "mark", "mean other", "p_holm other",
+                 "mark other", "same mark", "inside interval"]]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--from", dest="source", help="a finished default benchmark folder (no run)")
     ap.add_argument("--out", help="benchmark folder for a new run (default: a temporary one)")
     ap.add_argument("--set", action="append", default=[], dest="sets", help="config override, as cmkd bench --set")
-    ap.add_argument("--check", action="store_true", help="exit 1 unless the expected effects hold")
+    ap.add_argument("--check", action="store_true", help="exit 1 unless the expected effects hold (and, with "
+                    "--same-marks, every mark is the same)")
+    ap.add_argument("--same-marks", metavar="OTHER", help="a finished run of the same config on other kernels or "
+                    "threads: compare each Table 1 cell's mark and mean")
     args = ap.parse_args(argv)
     t0 = time.time()
     if args.source:
@@ -121,7 +153,20 @@ def main(argv: list[str] | None = None) -> int:
     print(tabulate(contrast.values.tolist(), headers=list(contrast.columns), tablefmt="github", floatfmt=".3g"))
     ok, lines = verdict(out)
     print("\n" + "\n".join(lines))
+    if args.same_marks:
+        ok = _print_comparison(out, Path(args.same_marks)) and ok
     return 0 if not args.check or ok else 1
+
+
+def _print_comparison(here: Path, there: Path) -> bool:
+    cmp = compare_marks(marks(here), marks(there))
+    print(f"\nTable 1 marks, {here} against {there}:\n")
+    print(tabulate(cmp.values.tolist(), headers=list(cmp.columns), tablefmt="github", floatfmt=".4g"))
+    changed = cmp[~cmp["same mark"]]
+    print(f"\nsame marks: {len(cmp) - len(changed)} of {len(cmp)} cells"
+          + (f" (changed: {', '.join(changed.dataset + ' ' + changed.row)})" if len(changed) else "")
+          + f"; other run's mean inside this run's 95% interval: {int(cmp['inside interval'].sum())} of {len(cmp)}")
+    return changed.empty
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ from .record import FINAL, HISTORY_COLUMNS, ROW_COLUMNS, SELECTIONS, ResultRecor
 
 __all__ = ["ResultsStore", "ResultRecord", "SELECTIONS", "ROW_COLUMNS"]
 
+#: where a benchmark folder's records of trials its config no longer plans go (``set_aside_unplanned``)
+SUPERSEDED_DIR = ".superseded"
+
 
 class ResultsStore:
     def __init__(self, folder: str | Path):
@@ -45,6 +48,24 @@ class ResultsStore:
             return  # a finished (or diverged) result is final
         record.written_at = time.strftime("%Y-%m-%dT%H:%M:%S")
         write_json(record.to_dict(), self.path(record.trial_id))
+
+    def set_aside_unplanned(self, planned: set[str]) -> int:
+        """Move the records of trials the benchmark no longer plans to ``.superseded/`` (kept, never deleted)
+        and return how many. Same config, other trial ids: the data's content or the code's meaning of a spec
+        changed since they ran (both are in a trial's identity). Left beside the current ones, a table cell
+        would count such a seed twice."""
+        moved = 0
+        for path in sorted(self.folder.glob("*.json")):
+            if path.stem in planned:
+                continue
+            dest = self.folder / SUPERSEDED_DIR / path.name
+            dest.parent.mkdir(exist_ok=True)
+            n = 1
+            while dest.exists():
+                dest, n = dest.with_name(f"{path.stem}.{n}.json"), n + 1
+            path.replace(dest)
+            moved += 1
+        return moved
 
     def records(self) -> list[ResultRecord]:
         """Every readable record (a corrupt one is set aside with a warning, the rest are read)."""

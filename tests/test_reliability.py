@@ -234,7 +234,8 @@ def test_data_checks_refuse_nan_single_class_and_complex_values_before_any_compu
 def test_a_bench_resumes_past_a_damaged_record_and_teacher_and_keeps_a_diverged_trial(ray_session, tmp_path, capsys):
     """The benchmark, rerun after damage: a student's record cut short and its teacher's result cut short.
     Both are set aside and redone (the teacher first); the diverged DisCoM-KD is recorded once and not
-    retried; every planned trial ends with exactly one record."""
+    retried; every planned trial ends with exactly one record. A record of the same cell and seed under
+    another trial id (made on earlier data) is moved to ``.superseded/``, out of the tables."""
     from cmkd.harness.engine.folders import trial_dir
     from cmkd.harness.sweep.bench_config import load_config
     from cmkd.harness.sweep.plan import build_plan
@@ -253,6 +254,9 @@ def test_a_bench_resumes_past_a_damaged_record_and_teacher_and_keeps_a_diverged_
     teacher = next(p for p in plan if p.trial_id == student.teacher_id)
     _truncate(store.path(student.trial_id))
     _truncate(trial_dir(out / "runs", teacher.spec) / RESULT_FILE)
+    earlier = json.loads(store.path(teacher.trial_id).read_text())
+    earlier["trial_id"], earlier["spec"]["data_fingerprint"] = "0123456789ab", "earlier-data"
+    store.path("0123456789ab").write_text(json.dumps(earlier))
     capsys.readouterr()
     lines: list[str] = []
     second = run_bench(cfg, out=out, say=lines.append)
@@ -262,7 +266,8 @@ def test_a_bench_resumes_past_a_damaged_record_and_teacher_and_keeps_a_diverged_
     assert sorted(r.trial_id for r in records) == sorted(p.trial_id for p in plan)  # one record each
     assert {r.trial_id: r.attempts for r in records}[by_method["discomkd"].trial_id] == 1  # never retried
     err = capsys.readouterr().err
-    assert err.count("cmkd: warning: ") == 3 and "the teacher trains again" in err
+    assert err.count("cmkd: warning: ") == 4 and "the teacher trains again" in err
+    assert "1 result records in" in err and (out / "results" / ".superseded" / "0123456789ab.json").is_file()
     assert len(_aside(out / "results")) == 4 and len(_aside(trial_dir(out / "runs", teacher.spec))) == 2
     from cmkd.results.report import write_all_tables
 

@@ -3,8 +3,8 @@
 A linear probe on a translation-invariant view (the magnitude of the 2-D Fourier transform, DC term
 removed, so a constant colour is invisible) reads the ring; the per-channel mean reads the colour.
 At ``shared=1`` depth shows the ring that decides rgb (the probe tells apart the two classes that share
-a blob radius, which only the ring can), at ``shared=0`` it does not, and rgb is then decided by its
-colour instead.
+a blob radius, which only the ring can), at ``shared=0`` it does not, and each modality is then decided
+by a signal of its own: rgb by its colour, depth (within a blob pair) by its level.
 """
 
 from __future__ import annotations
@@ -49,7 +49,19 @@ def test_at_share_zero_rgb_is_decided_by_what_depth_cannot_see(regimes):
     y = d.labels
     assert _probe(d.modalities["rgb"].mean((2, 3)), y) > 0.75  # rgb is decided by colour
     assert _probe(_ring_view(d.modalities["rgb"]), y) < 0.3  # no ring left in rgb
-    assert _probe(_ring_view(d.modalities["depth"]), y % 2) < 0.6  # depth: chance within a blob pair
+    assert _probe(_ring_view(d.modalities["depth"]), y % 2) < 0.6  # depth shows no ring...
+    assert _probe(d.modalities["depth"].mean((1, 2, 3))[:, None], y % 2) > 0.65  # ...its own level decides
+
+
+def test_depths_own_level_is_absent_where_the_signal_is_shared(regimes):
+    assert _probe(regimes[1.0].modalities["depth"].mean((1, 2, 3))[:, None], regimes[1.0].labels % 2) < 0.6
+
+
+def test_the_shared_regime_is_the_data_it_was_before_depths_own_level():
+    # content fingerprint at shared = 1 before DEPTH_OWN existed (commit 08a7a11): the default benchmark's
+    # shared column and every earlier result on it stand
+    assert get_dataset("synthetic", n_samples=120, image_size=16, shared=1.0).load().fingerprint() == \
+        "3f81ea4920af59d7fb8bfb96922e9fab"
 
 
 def test_unset_share_is_the_original_data_bit_for_bit():

@@ -353,6 +353,13 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
         cfg = resolve_device(cfg, float(ray.cluster_resources().get("GPU", 0)))
 
     store = ResultsStore(folder / "results")
+    superseded = store.set_aside_unplanned({p.trial_id for p in plan})
+    if superseded:
+        from cmkd.harness.engine.corrupt import warn
+
+        warn(f"{superseded} result records in {store.folder} belong to trials this config no longer plans (run on "
+             f"other data, or by a version of the code that gave a spec another meaning); moved to "
+             f"{store.folder / '.superseded'}: the tables hold this config's current trials only")
     runs_root = folder / "runs"
     done = {p.trial_id for p in plan if store.status(p.trial_id) in FINAL} - lost_teachers(plan, store, runs_root)
     say(f"benchmark {cfg.name} ({cfg.config_hash()}): {len(plan)} trials planned, {len(done)} already finished; "
