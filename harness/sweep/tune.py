@@ -25,7 +25,7 @@ from cmkd.harness.engine.io import write_json
 from cmkd.harness.engine.locks import FolderLock
 from cmkd.plugins import plugins_from_env
 from cmkd.results.record import FINAL
-from cmkd.results.store import ResultsStore
+from cmkd.results.store import SUPERSEDED_DIR, ResultsStore
 
 from .bench_config import BenchConfig
 from .console import terminal_to_log
@@ -359,7 +359,7 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
 
         warn(f"{superseded} result records in {store.folder} belong to trials this config no longer plans (run on "
              f"other data, or by a version of the code that gave a spec another meaning); moved to "
-             f"{store.folder / '.superseded'}: the tables hold this config's current trials only")
+             f"{store.folder / SUPERSEDED_DIR}: the tables hold this config's current trials only")
     runs_root = folder / "runs"
     done = {p.trial_id for p in plan if store.status(p.trial_id) in FINAL} - lost_teachers(plan, store, runs_root)
     say(f"benchmark {cfg.name} ({cfg.config_hash()}): {len(plan)} trials planned, {len(done)} already finished; "
