@@ -11,7 +11,7 @@ from .base import MultiModalData
 from .registry import DATASETS, DatasetAdapter, get_dataset, register_dataset
 from .splits import Split, make_split
 
-_SUPPORT = {"base", "registry", "splits", "cache", "preprocess", "real_base"}
+_SUPPORT = {"base", "registry", "splits", "cache", "preprocess", "real_base", "rows", "npyfile", "build"}
 for _mod in iter_modules(__path__):
     if _mod.name not in _SUPPORT and not _mod.name.startswith("_"):
         import_module(f"{__name__}.{_mod.name}")

@@ -67,19 +67,14 @@ class MultiModalData:
         """One pass over the content before any compute: every value finite, and at least two classes
         present (one class makes every F1 100). Row blocks keep the memory bounded on memory-mapped data."""
         present = np.unique(self.labels)
+        checked = self.meta.get("values_checked", False)
         if len(present) < 2:
             raise UserError(f"data set {self.name!r}: its {self.n} labels hold {len(present)} class(es) "
                             f"({', '.join(self.class_names[int(c)] for c in present) or 'none'}); classification needs "
                             "two at least")
-        for m, arr in self.modalities.items():
+        for m, arr in ({} if checked else self.modalities).items():  # a cache's files were checked once, beside it
             for start in range(0, len(arr), rows):
-                block = np.asarray(arr[start:start + rows])
-                finite = np.isfinite(block)
-                if not finite.all():
-                    bad = np.argwhere(~finite.reshape(len(block), -1).all(axis=1))
-                    n_bad = int((~finite).sum())
-                    raise UserError(f"data set {self.name!r}, modality {m!r}: {n_bad} value(s) NaN or infinite in the "
-                                    f"rows from {start + int(bad[0][0])} on; fix those rows in the files (or drop them)")
+                check_finite(self.name, m, start, np.asarray(arr[start:start + rows]))
 
     @property
     def n(self) -> int:
@@ -105,26 +100,52 @@ class MultiModalData:
         return self.meta["content_hash"]
 
 
-def _update_array(h, arr: np.ndarray, chunk: int = 64 * 2**20) -> None:
-    arr = np.ascontiguousarray(arr)
-    h.update(f"{arr.dtype.str}{arr.shape}".encode())
-    flat = arr.reshape(-1).view(np.uint8)
-    for start in range(0, flat.size, chunk):
-        h.update(memoryview(flat[start:start + chunk]))
+def check_finite(dataset: str, modality: str, start: int, block: np.ndarray) -> None:
+    """Refuse, in one line naming the first bad row, a block of rows (from row ``start``) holding NaN or inf."""
+    finite = np.isfinite(block)
+    if not finite.all():
+        bad = int(np.argwhere(~finite.reshape(len(block), -1).all(axis=1))[0][0])
+        raise UserError(f"data set {dataset!r}, modality {modality!r}: {int((~finite).sum())} value(s) NaN or infinite "
+                        f"in the rows from {start + bad} on; fix those rows in the files (or drop them)")
+
+
+class ContentHasher:
+    """The content hash of :meth:`MultiModalData.fingerprint`, fed array by array or block by block, so that
+    a cache on disk hashes to what its arrays in memory hash to without being held in memory."""
+
+    def __init__(self, class_names: list[str], rich: str, labels: np.ndarray) -> None:
+        self.h = hashlib.blake2b(digest_size=16)
+        self.h.update(json.dumps({"classes": list(class_names), "rich": rich}).encode())
+        self.array(np.asarray(labels))
+
+    def begin(self, name: str | None, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        """Start an array (``name``: a modality's, hashed before it; then its dtype and shape); its bytes follow."""
+        if name is not None:
+            self.h.update(name.encode())
+        self.h.update(f"{np.dtype(dtype).str}{tuple(shape)}".encode())
+
+    def update(self, block: np.ndarray, chunk: int = 64 * 2**20) -> None:
+        flat = np.ascontiguousarray(block).reshape(-1).view(np.uint8)
+        for start in range(0, flat.size, chunk):
+            self.h.update(memoryview(flat[start:start + chunk]))
+
+    def array(self, arr: np.ndarray, name: str | None = None) -> None:
+        self.begin(name, arr.dtype, arr.shape)
+        self.update(arr)
+
+    def hexdigest(self) -> str:
+        return self.h.hexdigest()
 
 
 def content_hash(data: MultiModalData) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    h.update(json.dumps({"classes": list(data.class_names), "rich": data.rich}).encode())
-    _update_array(h, data.labels)
+    hasher = ContentHasher(data.class_names, data.rich, data.labels)
     for m in sorted(data.modalities):
-        h.update(m.encode())
-        _update_array(h, data.modalities[m])
+        hasher.array(data.modalities[m], m)
     for r, split in sorted((data.splits or {}).items()):
-        h.update(f"split{r}".encode())
+        hasher.h.update(f"split{r}".encode())
         for part in (split.train, split.val, split.test):  # type: ignore[attr-defined]
-            _update_array(h, np.asarray(part, dtype=np.int64))
-    return h.hexdigest()
+            hasher.array(np.asarray(part, dtype=np.int64))
+    return hasher.hexdigest()
 
 
 def read_npy(path: Path, fix: str, mmap: bool = False, numeric: bool = True) -> np.ndarray:
@@ -133,7 +154,8 @@ def read_npy(path: Path, fix: str, mmap: bool = False, numeric: bool = True) -> 
     if not path.is_file():
         raise UserError(f"{path} is missing; {fix}")
     try:
-        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        # copy-on-write: torch takes the map as it is (a read-only one it warns about), and pages stay shared
+        arr = np.load(path, mmap_mode="c" if mmap else None, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise UserError(f"{path} is not a readable .npy array ({str(exc).splitlines()[0][:120]}): the file is "
                         f"truncated or corrupt; {fix}") from None

@@ -11,14 +11,16 @@ import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from cmkd.errors import UserError
 
-from .base import MultiModalData, integer_labels, read_npy
+from .base import ContentHasher, MultiModalData, check_finite, integer_labels, read_npy
+from .npyfile import RowFile
 
 MANIFEST = "manifest.json"
 FORMAT = "cmkd-cache-1"
@@ -28,17 +30,40 @@ def is_cache(root: str | Path | None) -> bool:
     return root is not None and (Path(root) / MANIFEST).is_file()
 
 
+class Checksum:
+    """The manifest's checksum: SHA-256 of the labels and of a strided sample of each modality (every
+    ``size // 1e6``-th value: fast on gigabytes, yet any rewrite of the files shows), fed by blocks of rows."""
+
+    def __init__(self, labels: np.ndarray) -> None:
+        self.h = hashlib.sha256(np.ascontiguousarray(labels).tobytes())
+        self.step = self.pos = 0
+
+    def begin(self, modality: str, size: int) -> None:
+        self.h.update(modality.encode())
+        self.step, self.pos = max(1, size // 1_000_000), 0
+
+    def update(self, block: np.ndarray) -> None:
+        flat = np.ascontiguousarray(block).reshape(-1)
+        self.h.update(flat[(-self.pos) % self.step::self.step].tobytes())
+        self.pos += flat.size
+
+    def hexdigest(self) -> str:
+        return self.h.hexdigest()
+
+
 def checksum(arrays: dict[str, np.ndarray], labels: np.ndarray) -> str:
-    h = hashlib.sha256(np.ascontiguousarray(labels).tobytes())
+    c = Checksum(labels)
     for m in sorted(arrays):
-        a = np.ascontiguousarray(arrays[m])
-        h.update(m.encode())
-        # a strided sample keeps the checksum fast on gigabytes while catching any rewrite
-        h.update(a.reshape(-1)[:: max(1, a.size // 1_000_000)].tobytes())
-    return h.hexdigest()
+        c.begin(m, arrays[m].size)
+        c.update(arrays[m])
+    return c.hexdigest()
 
 
-def write_cache(out: str | Path, data: MultiModalData, meta: dict[str, Any]) -> Path:
+@contextmanager
+def cache_folder(out: str | Path) -> Iterator[Path]:
+    """A hidden ``.<name>.partial-<PID>`` folder to write a cache into, renamed to ``out`` in one step when the
+    block ends (the manifest written last inside it); removed if it raises. What dead prepares of ``out`` left
+    goes first."""
     out = Path(out)
     if out.exists():
         raise UserError(f"{out} exists; choose a new --out or remove it")
@@ -47,27 +72,47 @@ def write_cache(out: str | Path, data: MultiModalData, meta: dict[str, Any]) -> 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        for m, arr in data.modalities.items():
-            np.save(tmp / f"{m}.npy", arr)
-        np.save(tmp / "labels.npy", data.labels)
-        if data.published is not None:  # the data set's own split, and the recording of every row
-            np.save(tmp / PUBLISHED_FILE, np.asarray(data.published, np.int8))
-            if data.groups is not None:
-                np.save(tmp / GROUPS_FILE, np.asarray(data.groups, np.int64))
-        counts = np.bincount(data.labels, minlength=data.n_classes)
-        manifest = {
-            "format": FORMAT, "dataset": data.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "rich": data.rich, "class_names": data.class_names,
-            "counts_per_class": {c: int(n) for c, n in zip(data.class_names, counts)},
-            "shapes": {m: list(a.shape) for m, a in data.modalities.items()}, "n": data.n,
-            "checksum": checksum(data.modalities, data.labels), **meta,
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        yield tmp
+        if not (tmp / MANIFEST).is_file():
+            raise RuntimeError(f"{tmp}: no manifest written")
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
+
+
+def manifest_for(name: str, class_names: list[str], rich: str, labels: np.ndarray, shapes: dict[str, tuple[int, ...]],
+                 check: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """The one definition of a cache's manifest."""
+    counts = np.bincount(labels, minlength=len(class_names))
+    return {"format": FORMAT, "dataset": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "rich": rich,
+            "class_names": list(class_names), "counts_per_class": {c: int(n) for c, n in zip(class_names, counts)},
+            "shapes": {m: list(s) for m, s in shapes.items()}, "n": int(len(labels)), "checksum": check, **meta}
+
+
+def write_small(tmp: Path, labels: np.ndarray, published: np.ndarray | None, groups: np.ndarray | None) -> None:
+    """Labels, and the data set's own split and recordings where it publishes them."""
+    np.save(tmp / "labels.npy", np.asarray(labels, np.int64))
+    if published is not None:
+        np.save(tmp / PUBLISHED_FILE, np.asarray(published, np.int8))
+        if groups is not None:
+            np.save(tmp / GROUPS_FILE, np.asarray(groups, np.int64))
+
+
+def write_manifest(tmp: Path, manifest: dict[str, Any]) -> None:
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def write_cache(out: str | Path, data: MultiModalData, meta: dict[str, Any]) -> Path:
+    """A cache of arrays already in memory (``cmkd prepare`` streams its rows instead: :mod:`.build`)."""
+    with cache_folder(out) as tmp:
+        for m, arr in data.modalities.items():
+            np.save(tmp / f"{m}.npy", arr)
+        write_small(tmp, data.labels, data.published, data.groups if data.published is not None else None)
+        shapes = {m: a.shape for m, a in data.modalities.items()}
+        write_manifest(tmp, manifest_for(data.name, data.class_names, data.rich, data.labels, shapes,
+                                         checksum(data.modalities, data.labels), meta))
+    return Path(out)
 
 
 CONTENT_FILE = "content.json"
@@ -119,6 +164,10 @@ def read_manifest(root: str | Path, expected_dataset: str | None = None) -> dict
 
 
 def read_cache(root: str | Path, expected_dataset: str | None = None, verify: bool = False) -> MultiModalData:
+    """The cache, its arrays memory-mapped in place (copy-on-write): a trial reads the rows it gathers, only of
+    the modalities it uses, and every process on a machine shares one copy in the page cache. The content
+    hash and the values check run once per cache, by blocks, and are kept beside it (:data:`CONTENT_FILE`);
+    ``verify`` runs them again and compares the manifest's checksum."""
     root = Path(root)
     manifest = read_manifest(root, expected_dataset)
     shapes = manifest["shapes"]
@@ -130,35 +179,63 @@ def read_cache(root: str | Path, expected_dataset: str | None = None, verify: bo
         if list(mods[m].shape) != shapes[m]:
             raise UserError(f"{path}: shape {mods[m].shape} differs from the manifest's {shapes[m]}; {REPREPARE}")
     labels = integer_labels(read_npy(root / "labels.npy", REPREPARE), root / "labels.npy", REPREPARE)
-    if verify and checksum(mods, labels) != manifest["checksum"]:
-        raise UserError(f"{root}: checksum mismatch; the cache was modified, {REPREPARE}")
-    # into memory: trials index random rows every step
-    mods = {m: np.array(a) for m, a in mods.items()}
     extra = {}
     for key, name in (("published", PUBLISHED_FILE), ("groups", GROUPS_FILE)):
         if (root / name).is_file():
             extra[key] = np.asarray(read_npy(root / name, REPREPARE)).astype(np.int8 if key == "published" else np.int64)
     data = MultiModalData(name=dataset, modalities=mods, labels=labels, class_names=class_names, rich=rich,
                           meta={"manifest": manifest, "options": dict(manifest.get("options", {}))}, **extra)
-    _content_hash_beside(root, data, manifest, [f"{m}.npy" for m in shapes] + ["labels.npy"])
+    content = None if verify else read_content(root, manifest)
+    if content is None:
+        content_hash, check = scan_cache(root, manifest, labels)
+        if verify and check != manifest.get("checksum"):
+            raise UserError(f"{root}: checksum mismatch; the cache was modified, {REPREPARE}")
+        content = write_content(root, manifest, content_hash)
+    data.meta["content_hash"] = content["content_hash"]
+    data.meta["values_checked"] = True
     return data
 
 
-def _content_hash_beside(root: Path, data: MultiModalData, manifest: dict, files: list[str]) -> None:
-    """Hash the content once and keep the hash beside the cache, keyed by the manifest checksum and the
-    files' sizes and modification times, so that a 5 GB data set is not rehashed by every trial."""
-    key = {"manifest_checksum": manifest.get("checksum"), "files": _file_stamp(root, files)}
+def cache_files(manifest: dict) -> list[str]:
+    return [f"{m}.npy" for m in manifest["shapes"]] + ["labels.npy"]
+
+
+def scan_cache(root: Path, manifest: dict, labels: np.ndarray) -> tuple[str, str]:
+    """(content hash, checksum) of a cache's files, read a block of rows at a time; every value checked finite."""
+    hasher, check = ContentHasher(manifest["class_names"], manifest["rich"], labels), Checksum(labels)
+    for m in sorted(manifest["shapes"]):
+        with RowFile(root / f"{m}.npy") as f:
+            hasher.begin(m, f.dtype, f.shape)
+            check.begin(m, int(np.prod(f.shape, dtype=np.int64)))
+            for start, block in f.blocks():
+                check_finite(manifest["dataset"], m, start, block)
+                hasher.update(block)
+                check.update(block)
+    return hasher.hexdigest(), check.hexdigest()
+
+
+def read_content(root: Path, manifest: dict) -> dict | None:
+    """The content record kept beside the cache, if it still describes these files (same manifest checksum,
+    sizes and modification times); else None."""
     try:
         stored = json.loads((root / CONTENT_FILE).read_text())
-        if {k: stored.get(k) for k in key} == key:
-            data.meta["content_hash"] = stored["content_hash"]
-            return
+        key = {"manifest_checksum": manifest.get("checksum"), "files": _file_stamp(root, cache_files(manifest))}
+        if {k: stored.get(k) for k in key} == key and isinstance(stored.get("content_hash"), str):
+            return stored
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    key["content_hash"] = data.fingerprint()
+    return None
+
+
+def write_content(root: Path, manifest: dict, content_hash: str) -> dict:
+    """Keep the content hash beside the cache (and that every value was checked), keyed by the manifest checksum
+    and the files' sizes and modification times, so that a 6 GB cache is not rehashed by every trial."""
+    record = {"manifest_checksum": manifest.get("checksum"), "files": _file_stamp(root, cache_files(manifest)),
+              "content_hash": content_hash, "values_checked": True}
     try:
         tmp = root / f".{CONTENT_FILE}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(key, indent=2))
+        tmp.write_text(json.dumps(record, indent=2))
         os.replace(tmp, root / CONTENT_FILE)
     except OSError:  # a read-only cache: hash again next time
         pass
+    return record

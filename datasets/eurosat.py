@@ -15,9 +15,8 @@ import numpy as np
 
 from cmkd.errors import UserError
 
-from .base import MultiModalData
-from .preprocess import progress, resize
-from .real_base import RealDataset
+from .preprocess import resize
+from .real_base import RawListing, RawSample, RealDataset
 from .registry import register_dataset
 
 CLASSES = ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop",
@@ -114,16 +113,13 @@ class EuroSatMSSAR(RealDataset):
             raise UserError(f"{path}: expected {bands} bands, got {arr.shape[-1]}")
         return arr.transpose(2, 0, 1).astype(np.float32)
 
-    def read_raw(self) -> MultiModalData:
+    def listing(self) -> RawListing:
+        return RawListing([RawSample(CLASSES.index(c), {"ms": ms, "sar": sar}) for c, ms, sar in self.pairs()])
+
+    def decode(self, sample: RawSample) -> dict[str, np.ndarray]:
         size = int(self.options["image_size"]) or None
-        ms, sar, labels = [], [], []
-        for cls, ms_path, sar_path in progress(self.pairs(), "EuroSAT pairs"):
-            a, b = self._read_tif(ms_path, 13), self._read_tif(sar_path, 2)
-            if size is None and a.shape[1:] != b.shape[1:]:
-                raise UserError(f"{sar_path}: {b.shape[1:]} pixels, its MS pair {a.shape[1:]}; "
-                                "pass --data-opt image_size=N to resize both")
-            ms.append(resize(a, size))
-            sar.append(resize(b, size))
-            labels.append(CLASSES.index(cls))
-        return MultiModalData(name=self.name, modalities=self.stack({"ms": ms, "sar": sar}), labels=np.array(labels),
-                              class_names=CLASSES, rich="ms", meta={"source": f"raw {self.root}"})
+        ms, sar = self._read_tif(sample.files["ms"], 13), self._read_tif(sample.files["sar"], 2)
+        if size is None and ms.shape[1:] != sar.shape[1:]:
+            raise UserError(f"{sample.files['sar']}: {sar.shape[1:]} pixels, its MS pair {ms.shape[1:]}; "
+                            "pass --data-opt image_size=N to resize both")
+        return {"ms": resize(ms, size), "sar": resize(sar, size)}

@@ -47,7 +47,8 @@ def read_official(root: str | Path, prefix_to_modality: dict[str, str], name: st
                        mmap=True)
         if arr.ndim != 4 or arr.shape[0] != len(labels):
             raise UserError(f"{path}: expected N x C x H x W with N = {len(labels)} (labels.npy), got {arr.shape}")
-        mods[m] = np.array(arr, dtype=np.float32)  # into memory: trials index random rows every step
+        # float32 files stay memory-mapped (one copy per machine, in the page cache); others are converted
+        mods[m] = arr if arr.dtype == np.float32 else np.array(arr, dtype=np.float32)
     names = _class_names(labels, class_names, labels_path)
     return MultiModalData(name=name, modalities=mods, labels=labels, class_names=names, rich=rich,
                           splits=read_official_splits(root, len(labels), labels), meta={"source": f"official arrays {root}",

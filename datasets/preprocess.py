@@ -7,10 +7,14 @@ percentiles over every image and pixel map linearly to 0 and 1, then values are 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cmkd.errors import UserError
+
+if TYPE_CHECKING:
+    from .npyfile import RowFile
 
 LOW_PCT, HIGH_PCT = 2.0, 98.0
 
@@ -25,11 +29,42 @@ def percentile_stats(arr: np.ndarray, rows: np.ndarray | None = None) -> list[tu
     return stats
 
 
-def apply_stats(arr: np.ndarray, stats: list[tuple[float, float]]) -> np.ndarray:
-    out = np.empty(arr.shape, np.float32)
+def file_percentiles(f: "RowFile", rows: np.ndarray | None, pass_bytes: int,
+                     threads: int = 1) -> list[tuple[float, float]]:
+    """:func:`percentile_stats` of an N x C x H x W ``.npy`` file without holding it: each pass gathers as many
+    whole channels (over ``rows``, sorted; all rows when None) as fit ``pass_bytes`` (one at least), reading
+    the file a block of rows at a time, and selects the channels' percentiles on ``threads`` threads (numpy's
+    partition releases the GIL). The same values in, the same (exact) percentiles out."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    chans, plane = f.row_shape[0], f.row_shape[1:]
+    n = len(f) if rows is None else len(rows)
+    channel_bytes = n * int(np.prod(plane, dtype=np.int64)) * f.dtype.itemsize
+    per_pass = int(max(1, min(chans, pass_bytes // max(channel_bytes, 1))))
+    stats = []
+    for c0 in range(0, chans, per_pass):
+        c1 = min(chans, c0 + per_pass)
+        buf = np.empty((c1 - c0, n, *plane), f.dtype)
+        filled = 0
+        for start, block in f.blocks():
+            if rows is not None:
+                lo_i, hi_i = np.searchsorted(rows, [start, start + len(block)])
+                block = block[rows[lo_i:hi_i] - start]
+            buf[:, filled:filled + len(block)] = block[:, c0:c1].swapaxes(0, 1)
+            filled += len(block)
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            found = pool.map(lambda k: np.percentile(buf[k], [LOW_PCT, HIGH_PCT], overwrite_input=True), range(c1 - c0))
+            stats += [(float(lo), float(hi)) for lo, hi in found]
+        buf = None  # freed before the next pass allocates its own
+    return stats
+
+
+def apply_stats(arr: np.ndarray, stats: list[tuple[float, float]], out: np.ndarray | None = None) -> np.ndarray:
+    """Each channel's (p2, p98) mapped to (0, 1), clipped; into ``out`` (which may be ``arr``: in place)."""
+    out = np.empty(arr.shape, np.float32) if out is None else out
     for c, (lo, hi) in enumerate(stats):
         scale = (hi - lo) if hi > lo else 1.0
-        out[:, c] = np.clip((arr[:, c] - lo) / scale, 0.0, 1.0)
+        np.clip((arr[:, c] - lo) / scale, 0.0, 1.0, out=out[:, c])
     return out
 
 
@@ -79,7 +114,11 @@ def read_rgb(path: Path) -> np.ndarray:
     return arr.transpose(2, 0, 1)
 
 
-def progress(items, desc: str):
+def progress(items, desc: str, total: int | None = None, unit: str = "sample"):
+    """A bar with rate and ETA on a terminal (stderr), silent when stderr is not one."""
+    import sys
+
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit="file", leave=False, mininterval=0.5)
+    return tqdm(items, desc=desc, unit=unit, total=total, leave=False, mininterval=0.5,
+                disable=not sys.stderr.isatty())

@@ -21,6 +21,7 @@ from .base import MultiModalData
 from .cache import is_cache, read_cache, read_manifest
 from .official import has_official, read_official
 from .preprocess import apply_stats, percentile_stats
+from .rows import RawListing, RawSample, decode_rows
 from .registry import DatasetAdapter
 from .splits import make_split
 
@@ -65,8 +66,26 @@ class RealDataset(DatasetAdapter):
         """Find the raw layout (cheap: names only); raise naming what is missing."""
 
     @abstractmethod
+    def listing(self) -> RawListing:
+        """Every sample of the raw layout, in row order (cheap: names and list files only)."""
+
+    @abstractmethod
+    def decode(self, sample: RawSample) -> dict[str, np.ndarray]:
+        """One sample's images as float32 C x H x W per modality, un-normalised, resized to one size. Runs in
+        worker processes: it reads only the adapter's options and the sample."""
+
     def read_raw(self) -> MultiModalData:
-        """Every sample, un-normalised float32, modalities resized to one size."""
+        """Every sample, un-normalised float32, in arrays allocated once (rows written in place)."""
+        listing = self.listing()
+        arrays: dict[str, np.ndarray] = {}
+        for i, rows in decode_rows(self, listing.samples, f"{self.name} samples"):
+            if not arrays:
+                arrays = {m: np.empty((len(listing.samples), *a.shape), np.float32) for m, a in rows.items()}
+            for m, a in rows.items():
+                arrays[m][i] = a
+        return MultiModalData(name=self.name, modalities=arrays, labels=listing.labels(), class_names=list(self.class_names),
+                              rich=self.rich, meta={"source": f"raw {self.root}", **listing.meta},
+                              published=listing.parts(), groups=listing.groups())
 
     def load(self) -> MultiModalData:
         self.check()
@@ -100,10 +119,15 @@ class RealDataset(DatasetAdapter):
         stats = {}
         for m, arr in raw.modalities.items():
             stats[m] = percentile_stats(arr, rows)
-            raw.modalities[m] = apply_stats(arr, stats[m])
+            apply_stats(arr, stats[m], out=arr)  # in place: no second copy of the data set
         raw.meta["normalisation"] = {"rule": "per-channel 2nd-98th percentile to [0, 1], clipped",
                                      "rows": ns, "stats": stats}
         return raw, raw.meta["normalisation"]
 
-    def stack(self, per_sample: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
-        return {m: np.stack(v).astype(np.float32) for m, v in per_sample.items()}
+    def same_size(self, rows: dict[str, np.ndarray], where: Path) -> dict[str, np.ndarray]:
+        """``rows`` when every modality has one size; else the one-line refusal naming the file and the fix."""
+        sizes = {m: a.shape[1:] for m, a in rows.items()}
+        if len(set(sizes.values())) > 1:
+            raise UserError(f"{where}: the modalities differ in size ({', '.join(f'{m} {s}' for m, s in sizes.items())}); "
+                            "pass --data-opt image_size=N to resize them to one")
+        return rows

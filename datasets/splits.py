@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.utils import shuffle
 
 TRAIN_PERC = 0.7
 VALID_PERC = 0.1
@@ -76,6 +75,8 @@ def cut_points(n: int, rule: str = "official") -> tuple[int, int]:
 
 
 def make_split(labels: np.ndarray, repetition: int, rule: str = "official") -> Split:
+    from sklearn.utils import shuffle  # here: a decoding worker of cmkd prepare imports this package, not sklearn
+
     """Stratified 70/10/20 split for repetition ``repetition`` (seed ``1000 * repetition``)."""
     if not 0 <= int(repetition) <= MAX_REPETITION:
         raise ValueError(f"repetition must lie in 0..{MAX_REPETITION} (the split seed 1000 * r is a 32-bit integer)")
@@ -120,6 +121,8 @@ def published_split(part: np.ndarray, labels: np.ndarray, repetition: int,
     val = np.flatnonzero(part == VAL)
     test = np.flatnonzero(part == TEST)
     if len(val) == 0 and len(train):
+        from sklearn.utils import shuffle
+
         keep, carved = [], []
         for c in np.unique(labels[train]):
             rows = train[labels[train] == c]

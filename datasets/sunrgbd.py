@@ -19,9 +19,8 @@ import numpy as np
 
 from cmkd.errors import UserError
 
-from .base import MultiModalData
-from .preprocess import progress, read_png, read_rgb, resize
-from .real_base import RealDataset
+from .preprocess import read_png, read_rgb, resize
+from .real_base import RawListing, RawSample, RealDataset
 from .registry import register_dataset
 
 CLASSES = ["bathroom", "bedroom", "classroom", "computer_room", "conference_room", "dining_area",
@@ -158,19 +157,17 @@ class SUNRGBD(RealDataset):
         for _, folder in self.samples():
             self._files(folder)
 
-    def read_raw(self) -> MultiModalData:
-        size = int(self.options["image_size"]) or None
-        rgb, depth, labels = [], [], []
+    def listing(self) -> RawListing:
         samples = self.samples()
-        published = self.published_parts([folder for _, folder in samples])
-        for label, folder in progress(samples, "SUNRGBD samples"):
+        parts = self.published_parts([folder for _, folder in samples])
+        rows = []
+        for n, (label, folder) in enumerate(samples):
             jpg, png = self._files(folder)
-            rgb.append(resize(read_rgb(jpg), size))
-            depth.append(resize(decode_depth(read_png(png, 16))[None], size))
-            if size is None and rgb[-1].shape[1:] != depth[-1].shape[1:]:
-                raise UserError(f"{png}: depth {depth[-1].shape[1:]} and RGB {rgb[-1].shape[1:]} differ; set image_size")
-            labels.append(label)
-        return MultiModalData(name=self.name, modalities=self.stack({"rgb": rgb, "depth": depth}),
-                              labels=np.array(labels), class_names=CLASSES, rich="rgb",
-                              meta={"source": f"raw {self.root}", "depth_dir": self.options["depth_dir"]},
-                              published=published)
+            rows.append(RawSample(label, {"rgb": jpg, "depth": png}, -1 if parts is None else int(parts[n])))
+        return RawListing(rows, published=parts is not None, meta={"depth_dir": self.options["depth_dir"]})
+
+    def decode(self, sample: RawSample) -> dict[str, np.ndarray]:
+        size = int(self.options["image_size"]) or None
+        rgb = resize(read_rgb(sample.files["rgb"]), size)
+        depth = resize(decode_depth(read_png(sample.files["depth"], 16))[None], size)
+        return self.same_size({"rgb": rgb, "depth": depth}, sample.files["depth"])

@@ -20,9 +20,8 @@ import numpy as np
 
 from cmkd.errors import UserError
 
-from .base import MultiModalData
-from .preprocess import progress, read_png, read_rgb, resize
-from .real_base import RealDataset
+from .preprocess import read_png, read_rgb, resize
+from .real_base import RawListing, RawSample, RealDataset
 from .registry import register_dataset
 
 CLASSES = ["get_down", "get_up", "sit", "walk", "stand", "lay"]
@@ -100,23 +99,16 @@ class Tristar(RealDataset):
     def check_raw(self) -> None:
         self.frames()
 
-    def read_raw(self) -> MultiModalData:
-        size = int(self.options["image_size"]) or None
+    def listing(self) -> RawListing:
         frames = self.frames_with_origin()
         print(f"tristar: {len(frames)} frames kept with exactly one of the six tags (the paper reports 14,201)",
               file=sys.stderr)
-        per: dict[str, list[np.ndarray]] = {m: [] for m in self.modality_channels()}
-        labels = []
-        for label, paths, _, _ in progress(frames, "TRISTAR frames"):
-            for m, p in paths.items():
-                img = read_rgb(p) if m == "rgb" else read_png(p, 16).astype(np.float32)[None]
-                per[m].append(resize(img, size))
-            shapes = {per[m][-1].shape[1:] for m in per}
-            if len(shapes) > 1:
-                raise UserError(f"{paths[next(iter(paths))]}: modalities differ in size {shapes}; set image_size")
-            labels.append(label)
         # the published split (split = "published"): TRISTAR's own train/val/test recordings, whole shots
-        return MultiModalData(name=self.name, modalities=self.stack(per), labels=np.array(labels), class_names=CLASSES,
-                              rich="thermal", meta={"source": f"raw {self.root}", "frames_kept": len(frames)},
-                              published=np.array([f[2] for f in frames], np.int8),
-                              groups=np.array([f[3] for f in frames], np.int64))
+        return RawListing([RawSample(label, paths, part, shot) for label, paths, part, shot in frames],
+                          published=True, grouped=True, meta={"frames_kept": len(frames)})
+
+    def decode(self, sample: RawSample) -> dict[str, np.ndarray]:
+        size = int(self.options["image_size"]) or None
+        rows = {m: resize(read_rgb(p) if m == "rgb" else read_png(p, 16).astype(np.float32)[None], size)
+                for m, p in sample.files.items()}
+        return self.same_size(rows, next(iter(sample.files.values())))

@@ -102,3 +102,14 @@ def test_a_methods_own_epoch_time_replaces_its_declared_cost(tmp_path):
     p.epoch("a", {"epoch": 1, "seconds": 3.0})  # heavy: 3 s per epoch measured; the unit: 1.5 s per student epoch
     # one slot: a has 1 epoch left (3 s), b 2 x 3 s (its own measured time), s 2 x 1.5 s (cost x unit) = 12 s
     assert p.eta() == pytest.approx(12.0, abs=0.05)
+
+
+def test_before_any_epoch_the_eta_is_the_plan_s_estimate(tmp_path):
+    from cmkd.harness.sweep.estimate import PlanTime
+
+    p, _ = _progress(tmp_path)
+    p.prior = PlanTime(wall=600.0, seconds={})
+    assert p.eta() == pytest.approx(600.0, abs=2.0) and "ETA ?" not in p.headline()
+    p.start("a")
+    p.epoch("a", {"epoch": 1, "seconds": 1.0})
+    assert p.eta() == pytest.approx(4.0, abs=0.05)  # measured epochs take over

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -170,9 +171,17 @@ def test_prepared_cache_equals_raw_and_trains(name, fixture, request, tmp_path, 
     root, _ = request.getfixturevalue(fixture)
     opts = [] if name == "eurosat-ms-sar" else ["--data-opt", "image_size=16"]
     out = tmp_path / "cache"
-    assert main(["prepare", name, "--root", str(root), "--out", str(out), *opts]) == 0
+    assert main(["prepare", name, "--root", str(root), "--out", str(out), "--workers", "1", *opts]) == 0
     printed = capsys.readouterr().out
-    assert "raw read" in printed and "cache load" in printed
+    # the phases printed add up to the wall time they state
+    laps = re.search(r"\n(.*) = ([\d.]+) s wall", printed)
+    parts = [float(x) for x in re.findall(r"[a-z]+ ([\d.]+) s", laps.group(1))]
+    assert len(parts) >= 5 and abs(sum(parts) - float(laps.group(2))) <= 0.01 * len(parts)
+    # two decoding processes write the same bytes as one
+    assert main(["prepare", name, "--root", str(root), "--out", str(tmp_path / "par"), "--workers", "2", *opts]) == 0
+    assert "on 2 worker(s)" in capsys.readouterr().out
+    for f in sorted(out.glob("*.npy")):
+        assert f.read_bytes() == (tmp_path / "par" / f.name).read_bytes(), f.name
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["dataset"] == name and sum(manifest["counts_per_class"].values()) == manifest["n"]
     assert manifest["normalisation"]["rows"] == "all" and manifest["checksum"]
@@ -192,22 +201,22 @@ def test_prepared_cache_equals_raw_and_trains(name, fixture, request, tmp_path, 
 
 def test_interrupted_prepare_leaves_nothing_that_looks_complete(eurosat, tmp_path, monkeypatch):
     root, _ = eurosat
-    import cmkd.datasets.cache as cache
+    from cmkd.datasets.eurosat import EuroSatMSSAR
 
-    calls = []
-    real_save = np.save
+    decoded = []
+    real_decode = EuroSatMSSAR.decode
 
-    def flaky_save(path, arr, *a, **k):
-        calls.append(path)
-        if len(calls) == 2:
+    def interrupted(self, sample):  # Ctrl-C half way through the decoding
+        decoded.append(sample)
+        if len(decoded) == 12:
             raise KeyboardInterrupt
-        return real_save(path, arr, *a, **k)
+        return real_decode(self, sample)
 
-    monkeypatch.setattr(cache.np, "save", flaky_save)
+    monkeypatch.setattr(EuroSatMSSAR, "decode", interrupted)
     out = tmp_path / "cache"
-    assert main(["prepare", "eurosat-ms-sar", "--root", str(root), "--out", str(out)]) == 130
+    assert main(["prepare", "eurosat-ms-sar", "--root", str(root), "--out", str(out), "--workers", "1"]) == 130
     assert not out.exists() and not list(tmp_path.glob(".cache.partial-*"))
-    monkeypatch.setattr(cache.np, "save", real_save)
+    monkeypatch.setattr(EuroSatMSSAR, "decode", real_decode)
     assert main(["prepare", "eurosat-ms-sar", "--root", str(root), "--out", str(out)]) == 0
 
 

@@ -10,8 +10,11 @@ declared sizes.
 
 from __future__ import annotations
 
+import math
 import os
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from .bench_config import BenchConfig
 from .plan import EntryInfo, PlannedTrial, costs
@@ -109,22 +112,104 @@ def plan_slots(cfg: BenchConfig, cpus: float | None, gpus: float | None) -> tupl
     return max(1, slots), how
 
 
+@dataclass
+class FirstLoad:
+    """What a data-set entry costs before its first training step: ``seconds`` once per machine (a cache or
+    official arrays read from disk: every worker shares the page cache) or in every worker (``per_worker``: a
+    raw layout each worker decodes itself)."""
+
+    seconds: float = 0.0
+    per_worker: bool = False
+    note: str = ""
+
+
+def read_rate(path: Path, probe: int = 256 * 2**20) -> float:
+    """Bytes per second reading ``path`` from disk: its first ``probe`` bytes dropped from the page cache
+    (clean pages: nothing is lost) and read back, timed. Infinite for a file too small to time."""
+    size = min(probe, path.stat().st_size)
+    if size < 16 * 2**20:
+        return float("inf")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fd, 0, size, os.POSIX_FADV_DONTNEED)
+        t0, done = time.perf_counter(), 0
+        while done < size:
+            chunk = os.pread(fd, min(8 * 2**20, size - done), done)
+            if not chunk:
+                break
+            done += len(chunk)
+        return done / max(time.perf_counter() - t0, 1e-9)
+    finally:
+        os.close(fd)
+
+
+def first_load(entry) -> FirstLoad:
+    """The entry's :class:`FirstLoad`, measured: the disk's read rate on its arrays, or the decoding of a few
+    raw samples scaled to the layout (generated data: none worth counting)."""
+    from cmkd.datasets import get_dataset
+    from cmkd.datasets.cache import is_cache
+    from cmkd.datasets.real_base import RealDataset
+    from cmkd.harness.engine.data import default_root
+
+    root = entry.root or default_root(entry.name)
+    adapter = get_dataset(entry.name, root=root, **entry.options)
+    if not isinstance(adapter, RealDataset) and not (root and any(Path(root).glob("*.npy"))):
+        return FirstLoad()
+    if root is None or not adapter.found():
+        return FirstLoad(note=f"{entry.key}: not on disk, its first load not counted")
+    if isinstance(adapter, RealDataset) and adapter.source() == "raw":
+        listing = adapter.listing()
+        few = listing.samples[:8]
+        t0 = time.perf_counter()
+        for sample in few:
+            adapter.decode(sample)
+        each = (time.perf_counter() - t0) / len(few)
+        return FirstLoad(each * len(listing.samples), True,
+                         f"{entry.key}: every worker decodes the raw layout itself ({len(listing.samples)} samples x "
+                         f"{1000 * each:.0f} ms; `cmkd prepare` pays this once)")
+    files = sorted(Path(root).glob("*.npy"), key=lambda f: f.stat().st_size)
+    total = sum(f.stat().st_size for f in files)
+    rate = read_rate(files[-1]) if files else float("inf")
+    seconds = total / rate if math.isfinite(rate) else 0.0
+    what = "cache" if is_cache(root) else "arrays"
+    return FirstLoad(seconds, False, f"{entry.key}: first read of its {total / 1e9:.2f} GB {what} at "
+                                     f"{'RAM speed' if not math.isfinite(rate) else f'{rate / 1e6:.0f} MB/s'} measured, "
+                                     "once per machine (workers share the page cache)")
+
+
+@dataclass
+class PlanTime:
+    """A plan's estimated wall time, each trial's seconds (training and fixed), and the lines that say so."""
+
+    wall: float
+    seconds: dict[str, float]
+    lines: list[str] = field(default_factory=list)
+
+
 def estimate(plan: list[PlannedTrial], infos: dict[str, EntryInfo], cfg: BenchConfig, cpus: float | None = None,
              gpus: float | None = None) -> str:
     """Wall-clock time, trial-hours and the assumptions behind them (three lines)."""
+    return "\n".join(plan_time(plan, infos, cfg, cpus, gpus).lines)
+
+
+def plan_time(plan: list[PlannedTrial], infos: dict[str, EntryInfo], cfg: BenchConfig, cpus: float | None = None,
+              gpus: float | None = None, device=None) -> PlanTime:
+    """:func:`estimate`'s numbers (``device``: where to measure a step, default a GPU if one is visible)."""
     import torch
 
     from cmkd.harness.engine.data import load_data, split_for
 
     slots, how = plan_slots(cfg, cpus, gpus)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    epoch_s, parts = {}, []
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    epoch_s, parts, loads = {}, [], {}
     for entry in cfg.datasets:
         e = infos[entry.key]
         if e.source == "data":
             data = load_data(entry.name, entry.root, entry.options)
             n_train = len(split_for(data, cfg.seeds[0], cfg.train.split_rule, cfg.train.split).train)
             where = f"{e.n_samples} samples on disk"
+            loads[entry.key] = first_load(entry)
         else:
             n_train = int(round(TRAIN_FRACTION * e.n_samples))
             where = f"declared {e.n_samples} samples, data not on disk"
@@ -141,15 +226,18 @@ def estimate(plan: list[PlannedTrial], infos: dict[str, EntryInfo], cfg: BenchCo
     cost = costs(plan, infos)
     seconds = {p.trial_id: cost[p.trial_id] * epoch_s[p.data_key] + TRIAL_OVERHEAD_S for p in plan}
     jobs = [Job(p.trial_id, seconds[p.trial_id], p.teacher_id, p.stage) for p in plan]
-    wall = simulate(jobs, slots) if jobs else 0.0
-    trial_h = sum(seconds.values()) / 3600
+    load_s = sum(f.seconds for f in loads.values())  # per machine, or per worker with all workers at once
+    wall = (simulate(jobs, slots) if jobs else 0.0) + load_s
+    trial_h = (sum(seconds.values()) + sum(f.seconds * (slots if f.per_worker else 1) for f in loads.values())) / 3600
     gpu_note = f" = {trial_h * cfg.resources.gpus_per_trial:.1f} GPU-hours" if cfg.resources.gpus_per_trial > 0 else ""
     warn = ("; measured on this machine's CPU for a GPU plan: state per_image_ms for the GPU "
             "(--set per_image_ms=X)" if cfg.resources.gpus_per_trial > 0 and device.type == "cpu" and not cfg.per_image_ms
             else "")
-    return "\n".join([
+    notes = [f.note for f in loads.values() if f.note]
+    load_line = (f"; first loads {load_s:.0f} s ({'; '.join(notes)})" if notes else "")
+    return PlanTime(wall, seconds, [
         f"time: {duration(wall)} wall-clock on {slots} slot(s) ({how}); {trial_h:.2f} trial-hours in all{gpu_note}",
         "assumes: one student epoch = training images x ms/image x 1.15 (evaluation) with "
         + "; ".join(parts) + f"; each method's declared cost relative to a student epoch; {TRIAL_OVERHEAD_S:g} s fixed "
-        "per trial; students start when their teacher ends; no failures or retries" + warn,
+        "per trial" + load_line + "; students start when their teacher ends; no failures or retries" + warn,
     ])

@@ -59,8 +59,11 @@ class Planned:
 
 
 class Progress:
-    def __init__(self, todo: dict[str, Planned], store: ResultsStore, slots: int, view: "PlainView | LiveView"):
+    def __init__(self, todo: dict[str, Planned], store: ResultsStore, slots: int, view: "PlainView | LiveView",
+                 prior=None):
         self.todo, self.store, self.slots, self.view = todo, store, max(1, slots), view
+        #: the plan's estimate (``estimate.PlanTime``): the ETA until the first epoch is measured
+        self.prior = prior
         self.running: dict[str, Running] = {}
         self.ended: dict[str, str] = {}  # trial id -> finished / failed / skipped
         self.started = time.time()
@@ -131,7 +134,7 @@ class Progress:
             return max(0.0, self._eta[1] - (now - self._eta[0]))
         measured = {d: statistics.median(v) for d, v in self.unit_s.items() if v}
         if not measured:
-            return None
+            return self._prior_eta()
         fallback = statistics.median(measured.values())
         fixed = statistics.median(self.fixed_s) if self.fixed_s else 0.0
         per_method = {k: statistics.median(v) for k, v in self.method_s.items() if v}
@@ -151,6 +154,12 @@ class Progress:
                 jobs.append(Job(tid, p.epochs * epoch + fixed, teacher))
         self._eta = (now, simulate(jobs, self.slots, started=started) if jobs or started else 0.0)
         return self._eta[1]
+
+    def _prior_eta(self) -> float | None:
+        """Before any epoch is measured: the plan's estimate (first loads included) less the time elapsed."""
+        if self.prior is None:
+            return None
+        return max(0.0, self.prior.wall - self.elapsed)
 
     def headline(self) -> str:
         failed = self.count("failed") + self.count("skipped")

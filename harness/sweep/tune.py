@@ -30,7 +30,7 @@ from cmkd.results.store import SUPERSEDED_DIR, ResultsStore
 from .bench_config import BenchConfig
 from .console import terminal_to_log
 from .job import TrialJob, run_tracked_trial
-from .plan import PlannedTrial, build_plan, costs
+from .plan import PlannedTrial, build_plan, costs, entry_infos
 from .progress import LiveView, PlainView, Planned, Progress, wants_live
 from .schedule import Job, Ready
 
@@ -308,7 +308,8 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | No
     check_bench_folder(folder, cfg)  # before the lock, Ray or any log touches the folder
     uri = tracking_uri or default_uri(folder)
     check_uri(uri)
-    plan = build_plan(cfg)  # validates data, methods and teachers before anything starts
+    infos = entry_infos(cfg)
+    plan = build_plan(cfg, infos)  # validates data, methods and teachers before anything starts
     if not address:  # this machine: what a trial asks for must exist here, checked before anything starts
         import torch
 
@@ -337,12 +338,26 @@ def run_bench(cfg: BenchConfig, out: str | Path | None = None, address: str | No
             raise
         with StopSignals() as stop:  # after ray.init, whose core installs a SIGTERM handler of its own
             claim_bench(folder, cfg)
-            return _run_locked(cfg, plan, folder, uri, address, ray, stop, view, line, t_start, inject_failure)
+            return _run_locked(cfg, plan, folder, uri, address, ray, stop, view, line, t_start, inject_failure, infos)
+
+
+def planned_time(todo: list[PlannedTrial], infos: dict, cfg: BenchConfig, slots: int):
+    """The estimate of what is left to run, which the live ETA stands on until epochs are measured: measured on
+    this CPU for CPU trials, from ``per_image_ms`` for GPU trials that state it; None otherwise (the driver
+    never touches a GPU the trials need)."""
+    import torch
+
+    from .estimate import plan_time
+
+    if cfg.resources.gpus_per_trial > 0 and not cfg.per_image_ms:
+        return None
+    return plan_time(todo, infos, cfg, cpus=float(slots * max(cfg.resources.cpus_per_trial, 1)),
+                     gpus=float(slots * cfg.resources.gpus_per_trial) or None, device=torch.device("cpu"))
 
 
 def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: str, address: str | None, ray,
                 stop: StopSignals, view, say: Callable[[str], None], t_start: float,
-                inject_failure: str = "") -> BenchSummary:
+                inject_failure: str = "", infos: dict | None = None) -> BenchSummary:
     from .retention import MODELS_FILE, kept_models, prune
     from .tracking import setup_experiment
 
@@ -367,8 +382,11 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
     todo = [p for p in plan if p.trial_id not in done]
     slots = cfg.max_concurrent or cluster_slots(cfg)
     cost = costs(todo)
+    prior = planned_time(todo, infos, cfg, slots) if todo and infos else None
+    if prior is not None:
+        say(prior.lines[0].replace("time: ", "estimate: ", 1))
     progress = Progress({p.trial_id: Planned(p.name, cost[p.trial_id], p.spec.train.epochs, p.data_key, p.teacher_id,
-                                             p.spec.method) for p in todo}, store, slots, view)
+                                             p.spec.method) for p in todo}, store, slots, view, prior)
     if todo and address:  # on a cluster: every node must see this folder and the data before anything starts
         from .preflight import check_nodes
 
