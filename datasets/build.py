@@ -44,10 +44,6 @@ class Laps:
         self.phases[name] = self.phases.get(name, 0.0) + now - self._last
         self._last = now
 
-    @property
-    def total(self) -> float:
-        return sum(self.phases.values())
-
 
 @dataclass(frozen=True)
 class Needs:
@@ -172,7 +168,7 @@ def prepare_cache(adapter: RealDataset, out: str | Path, workers: int | None = N
         finally:
             for f in files.values():
                 f.close()
-        write_small(tmp, labels, listing.parts(), listing.groups() if listing.published else None)
+        write_small(tmp, labels, listing.parts(), listing.groups())
         norm = {"rule": "per-channel 2nd-98th percentile to [0, 1], clipped", "rows": ns, "stats": stats}
         manifest = manifest_for(adapter.name, list(adapter.class_names), adapter.rich, labels, shapes,
                                 written.hexdigest(), {"source": source, "options": adapter.options, "normalisation": norm,

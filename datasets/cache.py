@@ -91,7 +91,7 @@ def manifest_for(name: str, class_names: list[str], rich: str, labels: np.ndarra
 
 
 def write_small(tmp: Path, labels: np.ndarray, published: np.ndarray | None, groups: np.ndarray | None) -> None:
-    """Labels, and the data set's own split and recordings where it publishes them."""
+    """Labels, and the data set's own split and recordings where it publishes a split (groups only serve one)."""
     np.save(tmp / "labels.npy", np.asarray(labels, np.int64))
     if published is not None:
         np.save(tmp / PUBLISHED_FILE, np.asarray(published, np.int8))
@@ -108,7 +108,7 @@ def write_cache(out: str | Path, data: MultiModalData, meta: dict[str, Any]) -> 
     with cache_folder(out) as tmp:
         for m, arr in data.modalities.items():
             np.save(tmp / f"{m}.npy", arr)
-        write_small(tmp, data.labels, data.published, data.groups if data.published is not None else None)
+        write_small(tmp, data.labels, data.published, data.groups)
         shapes = {m: a.shape for m, a in data.modalities.items()}
         write_manifest(tmp, manifest_for(data.name, data.class_names, data.rich, data.labels, shapes,
                                          checksum(data.modalities, data.labels), meta))

@@ -351,7 +351,7 @@ def planned_time(todo: list[PlannedTrial], infos: dict, cfg: BenchConfig, slots:
 
     if cfg.resources.gpus_per_trial > 0 and not cfg.per_image_ms:
         return None
-    return plan_time(todo, infos, cfg, cpus=float(slots * max(cfg.resources.cpus_per_trial, 1)),
+    return plan_time(todo, infos, cfg, cpus=float(slots * cfg.resources.cpus_per_trial),
                      gpus=float(slots * cfg.resources.gpus_per_trial) or None, device=torch.device("cpu"))
 
 
