@@ -32,7 +32,7 @@ from cmkd.methods.backbones import Classifier
 
 
 def build(kind: str, size: int, batch: int, dev: torch.device, optimised: bool):
-    data = get_dataset("synthetic", n_samples=max(batch, 60), image_size=size).load()
+    data = get_dataset("synthetic", n_samples=max(batch, 480), image_size=size).load()
     info = data_info(data)
     torch.manual_seed(0)
     if kind == "discomkd":
@@ -59,13 +59,15 @@ def build(kind: str, size: int, batch: int, dev: torch.device, optimised: bool):
     return step
 
 
-def images_per_s(step, batch: int, steps: int, dev: torch.device, start_at: float | None = None) -> float:
+def images_per_s(step, batch: int, steps: int, dev: torch.device, wait=None) -> float:
+    """Images/s over ``steps`` timed steps after five warm-up steps; ``wait`` (packed children) is called
+    between the two, so that every child times the same window."""
     for _ in range(5):  # warm-up: compilation, cuDNN autotuning, allocator
         step()
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    if start_at is not None:  # packed children time the same window
-        time.sleep(max(0.0, start_at - time.time()))
+    if wait is not None:
+        wait()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
@@ -75,13 +77,29 @@ def images_per_s(step, batch: int, steps: int, dev: torch.device, start_at: floa
 
 
 def packed(n: int, args) -> float:
-    """Sum of the rates of ``n`` processes running the optimised student step at 64 px at once."""
-    start_at = time.time() + 90 + 10 * n  # after every child's start-up and compilation
+    """Sum of the rates of ``n`` processes running the optimised student step at 64 px at once.
+
+    Each child says "ready" once warm (compiled, autotuned); when all are, each is sent one start time a
+    second ahead, so the timed windows coincide without a fixed guess at how long compilation takes."""
     cmd = [sys.executable, __file__, "--child", "--batch", str(args.batch), "--steps", str(args.steps),
-           "--device", args.device, "--start-at", str(start_at)]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+           "--device", args.device]
+    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    for p in procs:
+        if p.stdout.readline().strip() != "ready":
+            raise SystemExit(f"a packed child failed before its timed steps (exit {p.wait()})")
+    start_at = time.time() + 1.0
+    for p in procs:
+        p.stdin.write(f"{start_at}\n")
+        p.stdin.flush()
     rates = [json.loads(p.communicate()[0].strip().splitlines()[-1])["images_per_s"] for p in procs]
     return sum(rates)
+
+
+def wait_for_start() -> None:
+    """A packed child's barrier: report readiness, then sleep until the start time the parent sends."""
+    print("ready", flush=True)
+    start_at = float(sys.stdin.readline())
+    time.sleep(max(0.0, start_at - time.time()))
 
 
 def main() -> None:
@@ -92,7 +110,6 @@ def main() -> None:
     ap.add_argument("--packed", type=int, default=4)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--start-at", type=float, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     dev = torch.device(args.device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -100,7 +117,7 @@ def main() -> None:
         raise SystemExit(2)
     if args.child:
         step = build("student", 64, args.batch, dev, optimised=True)
-        print(json.dumps({"images_per_s": images_per_s(step, args.batch, args.steps, dev, args.start_at)}))
+        print(json.dumps({"images_per_s": images_per_s(step, args.batch, args.steps, dev, wait_for_start)}))
         return
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     print(f"device {name}, batch {args.batch}, {args.steps} timed steps after 5 warm-up steps")

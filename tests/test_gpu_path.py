@@ -65,3 +65,19 @@ def test_a_compiled_channels_last_trial_matches_the_plain_one(tmp_path):
     assert fast.history[0]["train/loss"] == pytest.approx(plain.history[0]["train/loss"], rel=1e-3)
     # the evaluation path (channels_last inputs) predicts the same classes from nearly the same weights
     assert fast.history[0]["val_f1/rgb"] == pytest.approx(plain.history[0]["val_f1/rgb"], abs=0.05)
+
+
+def test_the_gpu_throughput_script_still_builds_its_steps():
+    """The script runs only where a GPU is lent (rarely): its steps are built and timed here on the CPU,
+    plain, so that a change to the engine's signatures breaks this test rather than a GPU session."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "gpu_throughput.py"
+    spec = importlib.util.spec_from_file_location("gpu_throughput", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    cpu = torch.device("cpu")
+    for kind in ("student", "discomkd"):
+        rate = script.images_per_s(script.build(kind, 16, 8, cpu, optimised=False), 8, 1, cpu)
+        assert rate > 0
