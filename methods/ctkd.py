@@ -10,6 +10,13 @@ The ramp's epoch count: the DisCoM-KD authors call the cosine with the 0-based e
 0.095, 0.345, 0.655, 0.905, 1 over the first six epochs; the default, as ``kd-methods.md`` section 10
 decides for every baseline); CTKD's own code counts from 1 (0.095, 0.345, ...):
 ``lambda_count_from_one = true``.
+
+LSKD's released CTKD (``sunshangquan/logit-standardization-KD``, ``CTKD/train_student.py`` line 314)
+picks its KD criterion the wrong way round: ``DistillKL() if opt.logit_stand else
+DistillKL_logit_stand()`` (LSKD issue #15), so that code standardises when ``--logit_stand`` is *off*
+and not when it is on. The DisCoM-KD authors' code, which the paper's CTKD rows measured, standardises
+when its flag is on, and so does ``lskd`` here; ``lskd_inverted = true`` reproduces the LSKD repository's
+rows (standardised exactly when ``lskd`` is false).
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ class CTKDOptions(DistillOptions):
     theta_init: float = option(1.0, "initial theta (1: T = 15.62)")
     lambda_loops: int = option(5, "epochs of the cosine ramp of the reversal strength (the authors' 5)", low=0)
     lambda_count_from_one: bool = option(False, "CTKD's own epoch count in the ramp (the DisCoM-KD authors count from 0)")
+    lskd_inverted: bool = option(False, "standardise exactly when lskd is off, as LSKD's "
+                                 "CTKD/train_student.py line 314 does (that repository's CTKD rows)")
     temp_lr: float | None = option(None, "theta's own learning rate (None: the student's; 0: theta frozen)", low=0)
 
 
@@ -68,7 +77,7 @@ class CTKD(DistilledStudent):
     def distill(self, student: Tensor, teacher: Tensor, batch: Batch, epoch: int):
         o = self.options
         ce = F.cross_entropy(student, batch.labels(self.modality))
-        s, t = (standardize(student), standardize(teacher)) if o.lskd else (student, teacher)
+        s, t = (standardize(student), standardize(teacher)) if o.lskd != o.lskd_inverted else (student, teacher)
         T = self.temperature()
         kd = kd_loss(s, t, T)
         return o.ce_weight * ce + o.kd_weight * kd, {"ce": ce, "kd": kd, "temperature": T.detach()}

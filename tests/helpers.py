@@ -102,3 +102,23 @@ class MlflowServer:
         except ProcessLookupError:
             pass
         self.proc.wait(timeout=30)
+
+
+def distilled_trial(runs_root, method: str, scenario: str, lskd: bool):
+    """A 2-epoch trial of a distilled ``method`` on depth from the real teachers of ``runs_root`` (the
+    ``teachers`` fixture), checked for what every such trial must give; returns its result."""
+    from cmkd.harness.engine.trial import run_trial
+
+    spec = tiny_spec(method=method, modality="depth", scenario=scenario, method_options={"lskd": lskd})
+    res = run_trial(spec, runs_root=runs_root)
+    assert res.epochs_run == 2 and res.variant == ("lskd" if lskd else "orig")
+    assert 0 <= res.outputs["depth"]["test_f1"] <= 1
+    return res
+
+
+def assert_gradients_reach_the_student_only(method, total) -> None:
+    """Back-propagate ``total``: every parameter of the student network gets a gradient, the frozen
+    teacher none (nor does it require one)."""
+    total.backward()
+    assert all(p.grad is not None for p in method.net.parameters())
+    assert all(p.grad is None and not p.requires_grad for p in method.teacher.parameters())

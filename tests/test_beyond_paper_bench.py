@@ -1,4 +1,4 @@
-"""FitNets, RKD, CRD and C2KD in ``cmkd bench --set methods=[...]`` and in the tables, with no harness
+"""FitNets, RKD, CRD, C2KD, DIST, NKD, WTTM and SDD in ``cmkd bench --set methods=[...]`` and in the tables, with no harness
 edit: planned against their teachers, run by Ray workers, given rows in Tables 1 and 2 (LSKD rows only
 for the method that has the switch)."""
 
@@ -11,10 +11,11 @@ from cmkd.results.store import ResultsStore
 
 pytestmark = pytest.mark.ray
 
-NEW = ["fitnets", "rkd", "crd", "c2kd"]
+NEW = ["fitnets", "rkd", "crd", "c2kd", "dist", "nkd", "wttm", "sdd"]
+WITH_LSKD = {"c2kd", "dist", "nkd", "wttm", "sdd"}  # the methods with a logit KD term, so an `lskd` switch
 
 
-def test_the_four_methods_run_in_a_bench_and_fill_their_table_rows(ray_session, tmp_path, capsys):
+def test_the_other_methods_run_in_a_bench_and_fill_their_table_rows(ray_session, tmp_path, capsys):
     out = tmp_path / "b"
     code = main(["bench", "--profile", "smoke", "--out", str(out), "--set", f"methods={NEW}", "--set", "ablations=[]",
                  "--set", "scenarios=['cross-modal', 'multi-modal']"])
@@ -24,14 +25,15 @@ def test_the_four_methods_run_in_a_bench_and_fill_their_table_rows(ray_session, 
     for method in NEW:
         for scenario in ("cross-modal", "multi-modal"):
             assert (method, scenario, "orig") in done
-    assert ("c2kd", "cross-modal", "lskd") in done  # the smoke profile's lskd = [false, true]
-    assert not {m for m, _, v in done if v == "lskd"} - {"c2kd"}  # no LSKD variant where there is no switch
+    for method in WITH_LSKD:
+        assert (method, "cross-modal", "lskd") in done  # the smoke profile's lskd = [false, true]
+    assert {m for m, _, v in done if v == "lskd"} == WITH_LSKD  # no LSKD variant where there is no switch
     assert all(r.status == "finished" for r in records)
     assert main(["tables", "--from", str(out)]) == 0
     md = (out / "tables" / "tables.md").read_text()
     t1, t2 = md.split("Table ")[1], md.split("Table ")[2]
     for table in (t1, t2):
-        for label in ("FitNets", "RKD", "CRD", "C2KD"):
+        for label in ("FitNets", "RKD", "CRD", "C2KD", "DIST", "NKD", "WTTM", "SDD"):
             row = next(line for line in table.splitlines() if line.startswith(f"| {label}"))
             cells = [c.strip() for c in row.strip("|").split("|")[1:]]
             assert any(c not in ("", "-") for c in cells), row  # a number from a real trial, not a placeholder

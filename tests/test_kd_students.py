@@ -145,3 +145,28 @@ def test_kd_bad_input(capsys, tmp_path, extra, message):
     code = main(["train", "--dataset", "synthetic", "--runs", str(tmp_path), *extra])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_ctkd_lskd_inverted_standardises_exactly_when_lskd_is_off(store):
+    """LSKD's CTKD/train_student.py line 314 picks DistillKL_logit_stand when --logit_stand is *off*: the
+    switch reproduces that, so its plain run equals ours with LSKD and its LSKD run equals our plain one."""
+    from cmkd.methods.kd_losses import kd_loss, standardize
+
+    b = None
+    kd = {}
+    for lskd in (False, True):
+        for inverted in (False, True):
+            torch.manual_seed(0)
+            method, data = _method(store, "ctkd", lskd=lskd, lskd_inverted=inverted)
+            b = b or _batch(data)
+            with torch.no_grad():
+                _, parts = method.loss(b, 0)
+                s, t = method.net(b.x["depth"]), method.teacher(b.x["rgb"])
+            kd[lskd, inverted] = float(parts["kd"])
+            z = lskd != inverted
+            T = method.temperature().detach()
+            expected = kd_loss(standardize(s), standardize(t), T) if z else kd_loss(s, t, T)
+            assert kd[lskd, inverted] == pytest.approx(float(expected), rel=1e-5)
+    assert kd[False, True] == pytest.approx(kd[True, False], rel=1e-6)
+    assert kd[True, True] == pytest.approx(kd[False, False], rel=1e-6)
+    assert kd[False, False] != pytest.approx(kd[True, False], rel=1e-3)
