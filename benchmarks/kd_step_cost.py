@@ -2,11 +2,12 @@
 
 Same batch, same ResNet-18 student, one run; the teacher (a ResNet-18 on the rich modality, in
 eval mode, no gradients) adds a forward pass only. Targets: KD-family step <= 1.4x the student
-step (the later logit methods DIST, NKD, WTTM, SDD: <= 1.6x); MLKD (two views, so two student and
-two teacher passes) <= 2.8x; the feature methods (FitNets, RKD) <= 1.6x; CRD with its memory bank
-<= 2x (the bank sized to ``--bank`` training samples, so that each sample draws min(16384, other-class
-pool) negatives as on a real data set); C2KD fine-tunes a copy of the teacher, so its step holds a
-second backward pass: <= 2.4x (<= 1.6x with ``train_teacher=false``).
+step (the later logit methods DIST, NKD, WTTM, SDD: <= 1.6x; OFA, with a branch network per
+student stage: <= 2x); MLKD (two views, so two student and two teacher passes) <= 2.8x; the feature
+methods (FitNets, RKD) <= 1.6x; CRD with its memory bank <= 2x (the bank sized to ``--bank`` training
+samples, so that each sample draws min(16384, other-class pool) negatives as on a real data set); C2KD
+fine-tunes a copy of the teacher, so its step holds a second backward pass: <= 2.4x (<= 1.6x with
+``train_teacher=false``).
 
 With ``--arch``/``--teacher-arch`` the student and the teacher are those architectures (``cmkd archs``), and
 every ratio is against that student's own plain step: a teacher heavier than its student shows as a larger
@@ -30,10 +31,10 @@ from cmkd.harness.engine.step import make_optimizer
 from cmkd.methods import get_method
 from cmkd.methods.backbones import build_teacher_network
 
-STUDENTS = ["kdv1", "kdv2", "dkd", "ctkd", "mlkd", "mlkd-discomkd-code", "dist", "nkd", "wttm", "sdd", "fitnets", "rkd",
-            "crd", "c2kd"]
+STUDENTS = ["kdv1", "kdv2", "dkd", "ctkd", "mlkd", "mlkd-discomkd-code", "dist", "nkd", "wttm", "sdd", "ofa", "fitnets",
+            "rkd", "crd", "c2kd"]
 #: each run's step-time target relative to the student's (the KD family's 1.4x unless listed)
-TARGETS = {"mlkd": 2.8, "dist": 1.6, "nkd": 1.6, "wttm": 1.6, "sdd": 1.6, "fitnets": 1.6, "rkd": 1.6, "crd": 2.0,
+TARGETS = {"mlkd": 2.8, "dist": 1.6, "nkd": 1.6, "wttm": 1.6, "sdd": 1.6, "ofa": 2.0, "fitnets": 1.6, "rkd": 1.6, "crd": 2.0,
            "c2kd": 2.4, "c2kd frozen teacher": 1.6}
 
 

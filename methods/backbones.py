@@ -42,6 +42,12 @@ def check_encoders(info, modalities, teacher: bool = False) -> None:
         get_arch(arch_name(info, m, teacher)).check(info.channels[m], info.image_sizes.get(m), info.width)
 
 
+def stage_names(info, modality: str, teacher: bool = False) -> list[str]:
+    """The cross-family names of the maps ``modality``'s encoder provides, in depth order (``pool`` not
+    included; empty for a vector encoder)."""
+    return list(get_arch(arch_name(info, modality, teacher)).stages(info.width))
+
+
 def stage_shape(info, modality: str, stage: str, teacher: bool = False) -> tuple[int, ...]:
     """(channels, height, width) of ``stage`` of ``modality``'s encoder for one input (meta device: free)."""
     shapes = stage_shapes(lambda: encoder_for(info, modality, teacher), info.channels[modality],

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cmkd.archs.base import on_meta
 from cmkd.errors import UserError
 
-from .backbones import POOL, encoder_for, stage_shape
+from .backbones import POOL, stage_names, stage_shape
 from .base import Batch, DataInfo
 from .distill import TEMPERATURE, WEIGHT, DistilledStudent, DistillOptions
 from .kd_losses import standardize
@@ -43,7 +42,7 @@ def last_stage(info: DataInfo, modality: str, teacher: bool) -> str:
     """The last stage of ``modality``'s encoder (the teacher's with ``teacher``), built on the meta device;
     refused in one line unless the pooled vector its classifier reads is that stage's map, pooled."""
     who = "teacher" if teacher else "student"
-    stages = list(getattr(on_meta(lambda: encoder_for(info, modality, teacher)), "stage_modules", {}))
+    stages = stage_names(info, modality, teacher)
     if not stages:
         raise UserError(f"sdd reads sub-regions of the {who}'s last feature map, but its encoder has none "
                         "(a vector encoder): choose a convolutional architecture")

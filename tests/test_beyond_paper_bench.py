@@ -1,4 +1,4 @@
-"""FitNets, RKD, CRD, C2KD, DIST, NKD, WTTM and SDD in ``cmkd bench --set methods=[...]`` and in the tables, with no harness
+"""FitNets, RKD, CRD, C2KD, DIST, NKD, WTTM, SDD and OFA in ``cmkd bench --set methods=[...]`` and in the tables, with no harness
 edit: planned against their teachers, run by Ray workers, given rows in Tables 1 and 2 (LSKD rows only
 for the method that has the switch)."""
 
@@ -11,8 +11,8 @@ from cmkd.results.store import ResultsStore
 
 pytestmark = pytest.mark.ray
 
-NEW = ["fitnets", "rkd", "crd", "c2kd", "dist", "nkd", "wttm", "sdd"]
-WITH_LSKD = {"c2kd", "dist", "nkd", "wttm", "sdd"}  # the methods with a logit KD term, so an `lskd` switch
+NEW = ["fitnets", "rkd", "crd", "c2kd", "dist", "nkd", "wttm", "sdd", "ofa"]
+WITH_LSKD = {"c2kd", "dist", "nkd", "wttm", "sdd", "ofa"}  # the methods with a logit KD term, so an `lskd` switch
 
 
 def test_the_other_methods_run_in_a_bench_and_fill_their_table_rows(ray_session, tmp_path, capsys):
@@ -33,7 +33,7 @@ def test_the_other_methods_run_in_a_bench_and_fill_their_table_rows(ray_session,
     md = (out / "tables" / "tables.md").read_text()
     t1, t2 = md.split("Table ")[1], md.split("Table ")[2]
     for table in (t1, t2):
-        for label in ("FitNets", "RKD", "CRD", "C2KD", "DIST", "NKD", "WTTM", "SDD"):
+        for label in ("FitNets", "RKD", "CRD", "C2KD", "DIST", "NKD", "WTTM", "SDD", "OFA"):
             row = next(line for line in table.splitlines() if line.startswith(f"| {label}"))
             cells = [c.strip() for c in row.strip("|").split("|")[1:]]
             assert any(c not in ("", "-") for c in cells), row  # a number from a real trial, not a placeholder
