@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, fields
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -122,6 +123,8 @@ class Method(nn.Module):
     #: the method's row position in the paper's Tables 1-2 (None: not in the paper; its rows follow the
     #: paper's under "other methods")
     paper_row: ClassVar[int | None] = None
+    #: the fewest training epochs the method can run (MGDFR: a co-training stage, then a distillation one)
+    min_epochs: ClassVar[int] = 1
 
     @classmethod
     def role(cls) -> str:
@@ -170,6 +173,13 @@ class Method(nn.Module):
         elif modality is not None:
             raise UserError(f"method {cls.name!r} reads every modality: drop --modality")
 
+    @classmethod
+    def check_epochs(cls, epochs: int) -> None:
+        """Refuse, before any compute, fewer epochs than the method's stages need."""
+        if epochs < cls.min_epochs:
+            raise UserError(f"method {cls.name!r} needs {cls.min_epochs} epochs or more, got {epochs}: pass "
+                            f"--epochs {cls.min_epochs} (or --set train.epochs={cls.min_epochs})")
+
     def inputs(self) -> list[str]:
         """Modalities this method reads in training."""
         return [self.modality] if self.single_modality else list(self.info.channels)
@@ -200,6 +210,16 @@ class Method(nn.Module):
 
     def on_epoch_start(self, epoch: int, n_epochs: int) -> None:
         """Hook for schedules (DKD warm-up, CTKD curriculum); ``epoch`` counts from 0."""
+
+    def wants_data_pass(self, epoch: int, n_epochs: int) -> bool:
+        """Whether :meth:`data_pass` runs before epoch ``epoch`` (after :meth:`on_epoch_start`)."""
+        return False
+
+    def data_pass(self, batches: Iterable[Batch]) -> None:
+        """A pass over the whole training split before an epoch, for a method whose next stage needs a
+        statistic of the data (MGDFR's channel salience): the training samples in order, paired, not
+        augmented, in eval mode and without gradients. Whatever it computes must live in buffers, so that
+        checkpoints hold it."""
 
     def loss(self, batch: Batch, epoch: int) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError

@@ -156,6 +156,7 @@ def prepare(spec: TrialSpec, out_dir: str | Path | None = None, runs_root: str |
     info = spec_info(data, spec)
     check_networks(method_cls, info, spec)
     method_cls.check(info, spec.modality, options)
+    method_cls.check_epochs(spec.train.epochs)
     if not method_cls.teacher_kinds and spec.scenario in ("cross-modal", "multi-modal"):
         raise UserError(f"method {spec.method!r} has no teacher; drop --scenario {spec.scenario}")
     if method_cls.teacher_kinds:
@@ -312,10 +313,24 @@ class Engine:
                 xb, strong = nhwc(xb), nhwc(strong)
             yield Batch(x=xb, y=y, y_by_modality=y_by, strong=strong, index=index)
 
+    def plain_batches(self):
+        """The whole training split in order, paired and not augmented (a method's :meth:`data_pass`)."""
+        bs = self.cfg.batch_size
+        for start in range(0, len(self.train_idx), bs):
+            idx = self.train_idx[start:start + bs]
+            x = {m: v[idx] for m, v in self.x.items()}
+            index = torch.arange(start, start + len(idx), device=self.device)
+            yield Batch(x=nhwc(x) if self.cfg.channels_last else x, y=self.y[idx], index=index)
+
     def train_epoch(self, epoch: int) -> tuple[dict[str, float], int]:
         self.method.train()
         self.method.on_epoch_start(epoch, self.cfg.epochs)
         torch.manual_seed(_epoch_generator(self.spec.seed, epoch).initial_seed() + 17)
+        if self.method.wants_data_pass(epoch, self.cfg.epochs):  # seeded: a resumed trial draws the same
+            self.method.eval()
+            with torch.no_grad():
+                self.method.data_pass(self.plain_batches())
+            self.method.train()
         sums: dict[str, torch.Tensor] = {}
         steps = images = 0
         for batch in self.batches(epoch):

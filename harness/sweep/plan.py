@@ -200,6 +200,7 @@ class EntrySeedPlanner:
             cls, info = get_method(spec.method), replace(self.info, arch=spec.arch, teacher_arch=spec.teacher_arch)
             check_networks(cls, info, spec)
             cls.check(info, spec.modality, spec.options())
+            cls.check_epochs(spec.train.epochs)
             self.checked.add(kind)
         return PlannedTrial(spec, stage, teacher, self.entry.label)
 
