@@ -8,8 +8,8 @@ built, and ``loss(batch, epoch) -> (total, parts)``. The engine owns everything 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
 from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
