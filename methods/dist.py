@@ -2,8 +2,9 @@
 softmax(z / T) (:mod:`cmkd.methods.dist_losses`).
 
 Defaults are the authors' released classification code, their ImageNet setting, the only one in their
-code: ``hunto/image_classification_sota`` ``lib/models/losses/dist_kd.py`` (``DIST(beta=1.0, gamma=1.0)``,
-no temperature, i.e. T 1) and ``kd_loss.py`` (``ori_loss_weight=1.0``, ``kd_loss_weight=1.0``). CIFAR
+code: ``hunto/image_classification_sota`` ``lib/models/losses/dist_kd.py`` line 22 (``DIST(beta=1.0,
+gamma=1.0)``, no temperature, i.e. T 1) and ``kd_loss.py`` line 15 (``ori_loss_weight=1.0``,
+``kd_loss_weight=1.0``), line 30 (``DIST(beta=1, gamma=1)``). CIFAR
 ports run T 4 (e.g. ``zkxufo/TTM`` ``train_student.py``: ``--dist_tau 4``, beta = gamma = 1):
 ``--set "method_options={dist={temperature=4}}"``.
 """

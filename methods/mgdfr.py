@@ -2,10 +2,11 @@
 pooled-feature channels by permutation, then distil a fresh student from the co-trained teacher with its
 modality-specific channels frozen (:mod:`cmkd.methods.mgdfr_losses`).
 
-Defaults from MST-Distill's ``main-MGDFR.py``: ``--ratio 0.75`` (removed share), ``--alpha 0.5`` (KD
-weight; CE gets 1 - alpha), ``--repeat_permute 10``, KD at T 4 (``KD_methods/KD.py``), and as many
-co-training as distillation epochs (``--co_epochs 100``, ``--epochs 100``): ``co_share`` 0.5 of the
-trial's epochs, at least one of each, so a trial needs 2 epochs or more. The scored feature is the
+Defaults from MST-Distill's ``main-MGDFR.py``: ``--ratio 0.75`` (line 43: removed share), ``--alpha 0.5``
+(line 45: KD weight; CE gets 1 - alpha), ``--repeat_permute 10`` (line 59), KD at T 4
+(``KD_methods/KD.py`` line 5), and as many co-training as distillation epochs (``--co_epochs 100``,
+``--epochs 100``: lines 55, 57): ``co_share`` 0.5 of the trial's epochs, at least one of each, so a trial
+needs 2 epochs or more. The scored feature is the
 teacher's pooled vector (fused, for the multi-modal teacher), the one its linear head reads (MFH and
 MST-Distill hook a late feature layer of their own networks). The salience pass runs once, between the
 two stages, over the training split (the engine's ``data_pass``) and lives in buffers, so a resumed trial

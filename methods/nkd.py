@@ -3,7 +3,8 @@ log-probability of the label + gamma T^2 cross-entropy between the normalised no
 (:mod:`cmkd.methods.nkd_losses`).
 
 Defaults are the authors' CIFAR-100 setting, ``yzd-v/cls_KD``
-``configs/distillers/cifar100/res34_distill_res18_cifar.py`` (``NKDLoss``: ``temp=3.0``, ``gamma=3.5``),
+``configs/distillers/cifar100/res34_distill_res18_cifar.py`` lines 64-65 (``NKDLoss``: ``temp=3.0``,
+``gamma=3.5``),
 the regime of this benchmark (small images trained from scratch, as the CIFAR-100 values every other
 KD method here uses); the loss class's own defaults, ``temp=1.0, gamma=1.5``
 (``mmcls/models/dis_losses/nkd.py``), are the ImageNet ones. The student's CE has weight 1

@@ -3,7 +3,7 @@ teacher power-transformed at temperature 1 and each sample weighted by its norma
 (:mod:`cmkd.methods.wttm_losses`).
 
 Defaults from the authors' ``zkxufo/TTM``: CE weight 1 (``train_student.py``: ``-r`` default 1), the
-README's one WTTM command (``--add wttm --ttm_l 0.2 ... -a 4``: exponent 0.2, weight 4), and no extra
+README's one WTTM command (lines 40-41: ``--add wttm --ttm_l 0.2 ... -a 4``: exponent 0.2, weight 4), and no extra
 Hinton KD term (``kd_weight`` 0; the README's plain runs pass ``-a 0``). The paper tunes the exponent
 and weight per teacher/student pair; those tables were not read here, so the README's values stand.
 """
