@@ -9,11 +9,13 @@ Methods read an encoder's ``feature_dim`` and its cross-family stage names (``st
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
 from cmkd.archs import POOL, STAGE_NAMES, forward_stages, get_arch, stage_shapes
-from cmkd.archs.base import ALIASES
+from cmkd.archs.base import ALIASES, canonical_stage
 from cmkd.archs.choice import ArchChoice
 from cmkd.errors import UserError
 
@@ -149,3 +151,37 @@ class FusionClassifier(nn.Module):
             fused[s] = torch.stack(maps).sum(0)
         pooled = torch.stack([self._pooled(m, p) for m, (p, _) in per.items()]).sum(0)
         return self.head(pooled), fused
+
+
+#: ``gate(stage, modality, feature) -> feature``: what :func:`forward_gated` applies to a feature
+Gate = Callable[[str, "str | None", Tensor], Tensor]
+
+
+def _gated_pooled(encoder: nn.Module, x: Tensor, stages: tuple[str, ...], modality: str | None, gate: Gate) -> Tensor:
+    known = encoder.stage_modules
+    handles = [encoder.get_submodule(known[canonical_stage(s)]).register_forward_hook(
+        lambda _m, _i, out, s=s: gate(s, modality, out)) for s in stages]
+    try:
+        return encoder(x)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def forward_gated(net: nn.Module, x: Tensor | dict[str, Tensor], map_stages: dict[str, str], gate: Gate,
+                  gate_pool: bool) -> Tensor:
+    """Logits of a :class:`Classifier` or :class:`FusionClassifier` whose features pass through ``gate``
+    on their way: each encoder's map ``map_stages[modality]`` (every modality's encoder of a multi-modal
+    network; ``{}``: none), and with ``gate_pool`` the pooled (for a multi-modal network: fused) vector the
+    head reads (modality None). The rest of the network is unchanged: what a method that masks a teacher's
+    features (MST-Distill) needs, without naming a family's modules."""
+    def one(m: str | None) -> tuple[str, ...]:
+        return (map_stages[m],) if m in map_stages else ()
+
+    if isinstance(net, FusionClassifier):
+        pooled = torch.stack([net._pooled(m, _gated_pooled(enc, x[m], one(m), m, gate))
+                              for m, enc in net.encoders.items()]).sum(0)
+    else:
+        m = next(iter(map_stages), None)
+        pooled = _gated_pooled(net.encoder, x, one(m), m, gate)
+    return net.head(gate(POOL, None, pooled) if gate_pool else pooled)

@@ -221,6 +221,21 @@ class Method(nn.Module):
         augmented, in eval mode and without gradients. Whatever it computes must live in buffers, so that
         checkpoints hold it."""
 
+    def wants_validation_pass(self, epoch: int, n_epochs: int) -> bool:
+        """Whether :meth:`validation_pass` runs after epoch ``epoch``'s training steps."""
+        return False
+
+    def validation_pass(self, batches: Iterable[Batch]) -> None:
+        """A pass over the validation split after an epoch's steps, for a method that selects a part of
+        itself on validation data as its authors do (MST-Distill's masking modules): paired, not augmented,
+        in eval mode and without gradients. What it keeps must live in buffers or modules (checkpoints)."""
+
+    def selectable(self, epoch: int, n_epochs: int) -> bool:
+        """Whether epoch ``epoch``'s model may be the output's best epoch: False in the stages before the
+        one whose model the authors select from (MST-Distill: the distillation stage). The last epoch must
+        be selectable."""
+        return True
+
     def loss(self, batch: Batch, epoch: int) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
 

@@ -313,11 +313,12 @@ class Engine:
                 xb, strong = nhwc(xb), nhwc(strong)
             yield Batch(x=xb, y=y, y_by_modality=y_by, strong=strong, index=index)
 
-    def plain_batches(self):
-        """The whole training split in order, paired and not augmented (a method's :meth:`data_pass`)."""
-        bs = self.cfg.batch_size
-        for start in range(0, len(self.train_idx), bs):
-            idx = self.train_idx[start:start + bs]
+    def plain_batches(self, rows: torch.Tensor | None = None):
+        """The whole training split (or ``rows``) in order, paired and not augmented (a method's
+        :meth:`data_pass` and :meth:`validation_pass`)."""
+        bs, rows = self.cfg.batch_size, self.train_idx if rows is None else rows
+        for start in range(0, len(rows), bs):
+            idx = rows[start:start + bs]
             x = {m: v[idx] for m, v in self.x.items()}
             index = torch.arange(start, start + len(idx), device=self.device)
             yield Batch(x=nhwc(x) if self.cfg.channels_last else x, y=self.y[idx], index=index)
@@ -344,6 +345,10 @@ class Engine:
         bad = [k for k, v in losses.items() if not math.isfinite(v)]
         if bad:
             raise Diverged(epoch + 1, bad[0], losses[bad[0]])
+        if self.method.wants_validation_pass(epoch, self.cfg.epochs):
+            self.method.eval()
+            with torch.no_grad():
+                self.method.validation_pass(self.plain_batches(torch.from_numpy(self.prep.split.val).to(self.device)))
         return losses, images
 
     # ---- evaluation ---------------------------------------------------------------------
@@ -447,8 +452,9 @@ class Engine:
         train_s = time.perf_counter() - t0
         val_f1, test_f1, test_pred = self.evaluate()
         split, labels = self.prep.split, self.prep.data.labels
+        selectable = self.method.selectable(epoch, self.cfg.epochs)
         for k in self.method.outputs():
-            if k not in state.best or val_f1[k] > state.best[k]["val_f1"]:
+            if selectable and (k not in state.best or val_f1[k] > state.best[k]["val_f1"]):
                 state.best[k] = {"best_epoch": epoch + 1, "val_f1": val_f1[k], "test_f1": test_f1[k],
                                  "confusion": confusion(labels[split.test], test_pred[k], self.prep.data.n_classes).tolist()}
                 if keep:
