@@ -1,9 +1,10 @@
 """OFA (Hao et al., NeurIPS 2023): CE + the OFA loss of the student's logits + the OFA losses of branch
 heads on each of its stages, all against the teacher's logits (:mod:`cmkd.methods.ofa_losses`).
 
-Defaults from the authors' ``Hao840/OFAKD``: ``train.py`` (``--gt-loss-weight 1``, ``--kd-loss-weight 1``,
-``--ofa-loss-weight 1``, ``--ofa-temperature 1``, ``--ofa-stage 1 2 3 4``: every stage) and the README's
-CIFAR-100 command (``--ofa-eps 1.0``; its ImageNet commands use 1.5). The branches are sized from the
+Defaults from the authors' ``Hao840/OFAKD`` (commit f7bb896): ``train.py`` (``--gt-loss-weight 1`` line 82,
+``--kd-loss-weight 1`` line 83, ``--ofa-stage 1 2 3 4`` line 90: every stage, ``--ofa-loss-weight 1`` line 91,
+``--ofa-temperature 1`` line 92) and the README's CIFAR-100 command (line 85, ``--ofa-eps 1.0``; its ImageNet
+command, line 63, uses 1.5; ``train.py``'s own default, line 89, is 1). The branches are sized from the
 student's own stages and the wider pooled width of student and teacher (``distillers/ofa.py``), so any
 convolutional pair works, the heterogeneous ones OFA was made for included: a CIFAR ResNet's three
 stages get three branches. A vector encoder (no stage) is refused in one line. The branches are trained

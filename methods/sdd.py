@@ -1,11 +1,11 @@
 """SDD (Wei et al., CVPR 2024), as SD-KD: 0.1 CE + 0.9 scale-decoupled KD at T 4 on the logits of the
 last feature map's 1 x 1, 2 x 2 and 4 x 4 sub-regions (:mod:`cmkd.methods.sdd_losses`).
 
-Defaults: regions ``M = [1,2,4]`` (the authors' README command, ``--M [1,2,4]``); temperature and
-weights from the KD block of the configuration their repository is built on (mdistiller's
-``engine/cfg.py``: ``KD.TEMPERATURE 4``, ``CE_WEIGHT 0.1``, ``KD_WEIGHT 0.9``; their
-``configs/cifar100/sdd_kd/*.yaml`` set no KD block); ``SDD_KD.forward_train`` leaves its warm-up
-commented out, so none here. Each network's regions come from its own last stage (``stage4`` of a
+Defaults (``shicaiwei123/SDD-CVPR2024`` commit e412036): regions ``M = [1,2,4]`` (the README's command,
+line 41, ``--M [1,2,4]``); temperature and weights from the KD block of the configuration their repository
+is built on (``mdistiller/engine/cfg.py`` lines 61, 63, 64: ``KD.TEMPERATURE 4``, ``CE_WEIGHT 0.1``,
+``KD_WEIGHT 0.9``; their ``configs/cifar100/sdd_kd/*.yaml`` set no KD block); ``mdistiller/distillers/KD.py``
+(``sdd_kd_loss`` line 16) leaves its warm-up commented out in ``forward_train`` (line 142), so none here. Each network's regions come from its own last stage (``stage4`` of a
 torchvision ResNet, ``stage3`` of a CIFAR ResNet or WRN, as the authors' ``layer3``) through its own
 classifier head, so that stage must be the map the head's pooled vector comes from: other encoders are
 refused in one line. The multi-modal teacher's map is its fused one (the stage summed over its encoders), the
