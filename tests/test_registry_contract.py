@@ -67,6 +67,7 @@ def test_a_method_trains_predicts_and_exports(name, kind, info):
         total.backward()  # gradients add up over the two steps
     trainable = [(n, p) for n, p in method.named_parameters() if p.requires_grad]
     assert trainable and [n for n, p in trainable if p.grad is None] == []
+    assert method.selectable(9, 10)  # the last epoch can always be an output's best epoch
     if teacher is not None:  # the teacher is frozen and not the method's
         assert all(p.grad is None for p in teacher.parameters())
         assert not {id(p) for p in teacher.parameters()} & {id(p) for _, p in trainable}
