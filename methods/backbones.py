@@ -153,11 +153,12 @@ class FusionClassifier(nn.Module):
         return self.head(pooled), fused
 
 
-#: ``gate(stage, modality, feature) -> feature``: what :func:`forward_gated` applies to a feature
+#: ``gate(stage, modality, feature) -> feature``: what :func:`pooled_gated` applies to a map
 Gate = Callable[[str, "str | None", Tensor], Tensor]
 
 
-def _gated_pooled(encoder: nn.Module, x: Tensor, stages: tuple[str, ...], modality: str | None, gate: Gate) -> Tensor:
+def _gated_pooled(encoder: nn.Module, x: Tensor, stages: tuple[str, ...], modality: str | None,
+                  gate: Gate | None) -> Tensor:
     known = encoder.stage_modules
     handles = [encoder.get_submodule(known[canonical_stage(s)]).register_forward_hook(
         lambda _m, _i, out, s=s: gate(s, modality, out)) for s in stages]
@@ -168,20 +169,19 @@ def _gated_pooled(encoder: nn.Module, x: Tensor, stages: tuple[str, ...], modali
             h.remove()
 
 
-def forward_gated(net: nn.Module, x: Tensor | dict[str, Tensor], map_stages: dict[str, str], gate: Gate,
-                  gate_pool: bool) -> Tensor:
-    """Logits of a :class:`Classifier` or :class:`FusionClassifier` whose features pass through ``gate``
-    on their way: each encoder's map ``map_stages[modality]`` (every modality's encoder of a multi-modal
-    network; ``{}``: none), and with ``gate_pool`` the pooled (for a multi-modal network: fused) vector the
-    head reads (modality None). The rest of the network is unchanged: what a method that masks a teacher's
-    features (MST-Distill) needs, without naming a family's modules."""
+def pooled_gated(net: nn.Module, x: Tensor | dict[str, Tensor], map_stages: dict[str, str],
+                 gate: Gate | None) -> Tensor:
+    """The vector the head of a :class:`Classifier` or :class:`FusionClassifier` reads (for a multi-modal
+    network: the fused sum), with each encoder's map ``map_stages[modality]`` passed through ``gate`` on its
+    way (every modality's encoder of a multi-modal network; ``{}``: none). A gate may return more samples
+    than it receives (a batch and its gated copy, stacked): the rest of the network carries them through,
+    which is exact in eval mode. What a method that masks a teacher's features (MST-Distill) needs, without
+    naming a family's modules."""
     def one(m: str | None) -> tuple[str, ...]:
         return (map_stages[m],) if m in map_stages else ()
 
     if isinstance(net, FusionClassifier):
-        pooled = torch.stack([net._pooled(m, _gated_pooled(enc, x[m], one(m), m, gate))
-                              for m, enc in net.encoders.items()]).sum(0)
-    else:
-        m = next(iter(map_stages), None)
-        pooled = _gated_pooled(net.encoder, x, one(m), m, gate)
-    return net.head(gate(POOL, None, pooled) if gate_pool else pooled)
+        return torch.stack([net._pooled(m, _gated_pooled(enc, x[m], one(m), m, gate))
+                            for m, enc in net.encoders.items()]).sum(0)
+    m = next(iter(map_stages), None)
+    return _gated_pooled(net.encoder, x, one(m), m, gate)

@@ -243,3 +243,41 @@ def test_mst_runs_in_a_bench_and_fills_its_rows(ray_session, tmp_path, capsys):
     at = next(i for i, line in enumerate(lines) if line.startswith("| MST-Distill"))
     cells = [c.strip() for row in lines[at:at + 2] for c in row.strip("|").split("|")[2:]]
     assert cells and all(c not in ("", "-") for c in cells), lines[at:at + 2]  # ORIG and w/ LSKD, every column
+
+
+def test_one_trunk_pass_gives_each_specialised_teacher_as_its_own_forward_would():
+    """Independent of ``pooled_gated``: a forward hook on each encoder's last stage that masks the map (one
+    network pass per specialist), and the plain pooled vector masked before the head."""
+    from cmkd.harness.engine.data import data_info, load_data
+    from cmkd.methods import get_method
+    from helpers import TINY_DATA
+
+    data = load_data("synthetic", None, {**TINY_DATA, "image_size": 64})  # 2 x 2 last maps: the spatial module
+    info = data_info(data, width=16)
+    cls = get_method("mst")
+    torch.manual_seed(0)
+    method = cls(info, "depth", cls.Options(), None, "multi-modal").eval()
+    x = {m: torch.from_numpy(a[:5]) for m, a in data.modalities.items()}
+
+    def by_hand(net_name: str, layer: str):
+        net, masks = method.teachers[net_name], method.masks[f"{net_name}-{layer}"]
+        encoders = dict(net.encoders) if hasattr(net, "encoders") else {net_name.removeprefix("aux_"): net.encoder}
+        handles = [enc.get_submodule(enc.stage_modules["stage4"]).register_forward_hook(
+            lambda _m, _i, out, mm=m: masks[mm](out)[:, :, None, None] * out) for m, enc in encoders.items()
+            if layer == "map"]
+        try:
+            if hasattr(net, "encoders"):
+                pooled = sum(enc(x[m]) for m, enc in net.encoders.items())
+            else:
+                pooled = net.encoder(x[net_name.removeprefix("aux_")])
+        finally:
+            for h in handles:
+                h.remove()
+        return net.head(masks(pooled) * pooled if layer == "pool" else pooled)
+
+    with torch.no_grad():
+        ours = method._specialists(x, method.masks)
+        assert sorted(ours) == sorted(method.specialists)
+        for key, logits in ours.items():
+            torch.testing.assert_close(logits, by_hand(*key.rsplit("-", 1)), rtol=1e-5, atol=1e-5)
+    assert method.masks["mm-map"]["rgb"].reduce is not None  # a 2 x 2 map: reduced, not flattened
