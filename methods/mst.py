@@ -137,16 +137,20 @@ class MSTDistill(DistilledStudent):
         for m in self.other_modalities(info, modality):
             self.teachers[f"aux_{m}"] = Classifier(encoder_for(info, m, teacher=True), info.n_classes)
         nets = self.network_modalities(info, modality)
-        self.layers = self.masked_layers(info, modality, o)
+        layers = self.masked_layers(info, modality, o)
         self.masks = nn.ModuleDict({f"{net}-{layer}": self._mask(info, mods, layer)
-                                    for net, mods in nets.items() for layer in self.layers})
+                                    for net, mods in nets.items() for layer in layers})
+        #: per network, the last map of each of its encoders, where its map specialist is masked
+        self.map_stages = {net: {m: stage_names(info, m, teacher=True)[-1] for m in mods} if MAP in layers else {}
+                           for net, mods in nets.items()}
         self.specialists = list(self.masks)
         self.gate = Gate(info.n_classes, len(self.specialists))
         if o.mask_selection == "best-val":  # the kept modules: a copy, never trained (not in the optimiser)
             self.best_masks = copy.deepcopy(self.masks).requires_grad_(False)
             self.register_buffer("best_mask_loss", torch.tensor(float("inf")))
         self.stage2, self.stage3 = 1, 2
-        self.routes = torch.zeros(len(self.specialists))
+        #: how often each specialised teacher was chosen this epoch (on the trial's device: no sync per step)
+        self.register_buffer("routes", torch.zeros(len(self.specialists)), persistent=False)
 
     # ---- declarations ---------------------------------------------------------------------------------
     @staticmethod
@@ -210,7 +214,7 @@ class MSTDistill(DistilledStudent):
         self.teachers.requires_grad_(stage == 1)
         self.masks.requires_grad_(stage == 2)
         self.gate.requires_grad_(stage == 3)
-        self.routes = torch.zeros(len(self.specialists))
+        self.routes.zero_()
 
     def selectable(self, epoch: int, n_epochs: int) -> bool:
         return epoch >= stage_ends(n_epochs, self.options.co_epochs, self.options.mask_epochs)[1]
@@ -226,11 +230,9 @@ class MSTDistill(DistilledStudent):
         the map and its gated copy travel stacked through the rest of the network (eval mode: exact), so the
         pooled-vector specialist reads the plain half and the map specialist the gated one."""
         out = {}
-        for net, mods in self.network_modalities(self.info, self.modality).items():
-            network, maps, gate = self.teachers[net].eval(), {}, None
-            if f"{net}-{MAP}" in masks:
-                maps = {m: stage_names(self.info, m, teacher=True)[-1] for m in mods}
-                gate = stacking_gate(masks[f"{net}-{MAP}"])
+        for net, maps in self.map_stages.items():
+            network = self.teachers[net].eval()
+            gate = stacking_gate(masks[f"{net}-{MAP}"]) if maps else None
             pooled = pooled_gated(network, self._inputs(net, x), maps, gate)
             if maps:
                 plain, gated = pooled.chunk(2)
@@ -279,7 +281,7 @@ class MSTDistill(DistilledStudent):
         s = self.net(batch.x[self.modality]).float()
         probs = torch.softmax(self.gate(s), dim=1)
         kd, top = routed_kd(s, experts, probs, o.k, o.temperature, o.lskd)
-        self.routes += torch.bincount(top.flatten().cpu(), minlength=len(self.specialists))
+        self.routes += torch.bincount(top.flatten(), minlength=len(self.specialists))
         w_kl, w_lb = stage3_weights(o.w_kl, o.w_lb, epoch - self.stage3)
         ce, lb = torch.nn.functional.cross_entropy(s, target), load_balance(probs, o.balance)
         return o.w_task * ce + w_kl * kd + w_lb * lb, {"ce": ce, "kd": kd, "balance": lb}
