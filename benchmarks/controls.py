@@ -30,12 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
 from cmkd.harness.sweep.bench_config import load_config
 from cmkd.harness.sweep.tune import run_bench
+from cmkd.results import controls
 from cmkd.results.stats import paired_p, t_interval
 from cmkd.results.store import ResultsStore
 
@@ -83,37 +83,13 @@ def contrasts(folder: Path, methods: list[str]) -> pd.DataFrame:
 
 
 def verdict(folder: Path) -> tuple[bool, list[str]]:
-    """The default benchmark's claim, read from its Table 1 marks (paired t-test against STUDENT, Holm
-    within the column: exactly the table's)."""
-    from cmkd.methods import METHODS
-
-    m = marks(folder)
-    distilled = m[m.row.map(lambda r: (METHODS.get(r.split("|")[0]) is not None
-                                       and METHODS[r.split("|")[0]].role() == "distilled"))]
-    up = distilled[distilled.mark == "up"]
-    gains = {d: sorted(up[up.dataset == d].row) for d in sorted(set(m.dataset))}
-    shared = next((d for d in gains if d.endswith(":shared")), None)
-    specific = next((d for d in gains if d.endswith(":specific")), None)
-    ok = (shared is not None and specific is not None and len(gains[shared]) >= 2 and "kdv1|orig" in gains[shared]
-          and not gains[specific])
-    lines = [f"{d}: distilled methods significantly above STUDENT (Holm): {', '.join(v) or 'none'}" for d, v in gains.items()]
-    lines.append("verdict: " + ("holds" if ok else "does NOT hold") + " (expected: two or more in the shared column, "
-                 "kdv1 among them; none in the specific column)")
-    return ok, lines
+    """The default benchmark's claim, read from the folder's Table 1 marks (``cmkd.results.controls``)."""
+    return controls.verdict(ResultsStore(folder / "results").rows())
 
 
 def marks(folder: Path) -> pd.DataFrame:
-    """Table 1's cells with their mark against STUDENT: "up" or "down" (significant after Holm within
-    the column, as the table marks it) or "ns"; the STUDENT and TEACHER rows have none."""
-    from cmkd.results.report import stats_frame
-
-    st = stats_frame(ResultsStore(folder / "results").rows(), tables=(1,))
-    student = st[st.row == "STUDENT"].set_index("dataset")["mean"]
-    st = st[~st.row.isin(["STUDENT", "TEACHER"])].copy()
-    above = st["mean"] > st.dataset.map(student)
-    sig = st.significant.fillna(False).astype(bool)
-    st["mark"] = np.where(sig & above, "up", np.where(sig, "down", "ns"))
-    return st[["dataset", "row", "mean", "ci95_low", "ci95_high", "p_holm", "mark"]].reset_index(drop=True)
+    """Table 1's cells of the folder with their mark against STUDENT (``cmkd.results.controls.marks``)."""
+    return controls.marks(ResultsStore(folder / "results").rows())
 
 
 def compare_marks(here: pd.DataFrame, there: pd.DataFrame) -> pd.DataFrame:

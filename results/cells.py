@@ -95,7 +95,7 @@ def full_row_tables(method: str) -> list[int]:
 
 
 def cells_from_results(rows: pd.DataFrame, selection: str = "best-val") -> pd.DataFrame:
-    """Results rows (one per trial output) -> table cells: table, dataset, column, row, seed, f1 (%).
+    """Results rows (one per trial output) -> table cells: table, dataset, column, row, seed, f1 (%), trial_id.
 
     ``selection`` picks the test F1 of each output: at the best validation epoch (the protocol), at the
     last epoch, or the oracle (best test epoch). Row keys: ``TEACHER`` and ``STUDENT`` (the reference
@@ -106,7 +106,7 @@ def cells_from_results(rows: pd.DataFrame, selection: str = "best-val") -> pd.Da
                         f"{', '.join(SELECTIONS)}")
     df = rows[rows.status == "finished"].copy()
     if df.empty:
-        return pd.DataFrame(columns=["table", "dataset", "column", "row", "seed", "f1"])
+        return pd.DataFrame(columns=["table", "dataset", "column", "row", "seed", "f1", "trial_id"])
     column = SELECTIONS[selection]
     if column not in df or df[column].isna().any():
         raise UserError(f"--selection {selection}: {int(df[column].isna().sum()) if column in df else len(df)} "
@@ -131,7 +131,8 @@ def cells_from_results(rows: pd.DataFrame, selection: str = "best-val") -> pd.Da
             rich = mods[0]
         for r in sub.itertuples():
             for pair in (r.pairs.split(";") if r.pairs else [DEFAULT_PAIR]):
-                base = {"dataset": pair_key(ds, pair) if shown else ds, "seed": int(r.seed), "f1": 100 * float(r.test_f1)}
+                base = {"dataset": pair_key(ds, pair) if shown else ds, "seed": int(r.seed), "f1": 100 * float(r.test_f1),
+                        "trial_id": getattr(r, "trial_id", "")}
                 out += [{**base, **place} for place in _places(r, rich, mods, pair)]
     return pd.DataFrame(out)
 

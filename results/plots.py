@@ -44,7 +44,7 @@ def plot(table: Table, path: Path, published: bool = False) -> Path | None:
                       + (" (none with one seed)" if seeds and seeds[0] < 2 else ""), fontsize=8)
     fig.suptitle(TITLES[table.number].split(",")[0], fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=150)
+    fig.savefig(path, dpi=150, bbox_inches="tight")  # a title wider than a one-panel figure stays whole
     plt.close(fig)
     return path
 

@@ -98,6 +98,9 @@ def test_cmkd_export_rebuilds_a_trial_from_its_kept_weights_even_one_that_reads_
     model = tmp_path / "mm" / "model_all.pt2"
     sidecar = json.loads(model.with_suffix(".json").read_text())
     assert sorted(i["modality"] for i in sidecar["inputs"]) == ["depth", "rgb"]  # positional, in this order
+    card = model.with_suffix(".md").read_text()  # its model card: both inputs; no benchmark, so no other seeds
+    assert card.startswith("---\nmodel-index:") and "| input `rgb` | 3 channel(s)" in card and "| input `depth` |" in card
+    assert "Trained outside a benchmark folder" in card and "mean over" not in card
     for m in ("rgb", "depth"):
         np.save(tmp_path / f"{m}.npy", data.modalities[m][:5])
     capsys.readouterr()

@@ -73,6 +73,9 @@ def test_second_driver_refused_then_sigint_keeps_what_finished_and_resumes(ray_s
     assert all(teachers[t] in finished for t in finished if teachers[t])  # a student only after its teacher
     assert all(r["status"] == "finished" for r in records(out).values()), "an interrupted trial was recorded as failed or skipped"
     stamps = {t: records(out)[t]["written_at"] for t in finished}
+    page = (out / "report.html").read_text()  # the report of what finished, saying what is missing
+    assert f"{len(plan) - len(finished)} planned trial(s) never ran or did not finish (the run was interrupted)" in page
+    assert "the last run was interrupted" in page
 
     again = driver(out)
     stdout, stderr = again.communicate(timeout=400)
@@ -80,6 +83,8 @@ def test_second_driver_refused_then_sigint_keeps_what_finished_and_resumes(ray_s
     final = records(out)
     assert sorted(final) == sorted(p.trial_id for p in plan) and all(r["status"] == "finished" for r in final.values())
     assert all(final[t]["written_at"] == s for t, s in stamps.items())  # nothing finished was rerun
+    page = (out / "report.html").read_text()
+    assert 'id="missing-none"' in page and "(2 invocations)" in page
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")

@@ -35,10 +35,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except Interrupted:
         from cmkd.results.report import write_all_tables
 
+        folder = bench_folder(cfg, args.out)
         try:  # the tables of what finished, gaps marked
-            write_all_tables(bench_folder(cfg, args.out), echo=lambda text: None)
+            write_all_tables(folder, echo=lambda text: None)
         except UserError:
             pass
+        write_page(folder)  # what finished, and what is missing
         raise
     from cmkd.results.report import write_all_tables
 
@@ -54,6 +56,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(f"results: {out / 'results.parquet'} (a row per trial and output), {out / 'history.parquet'} (per epoch); "
           f"one JSON per trial in {out / 'results'}")
     print(f"tables:  {written} (tables.md, tables.tex, table<N>.png, stats.csv)")
+    page = write_page(out)
+    if page is not None:
+        print(f"report:  {page} (one page: tables, leaderboards, plots, seeds, what is missing; opens offline)")
     print(kept_note(summary))
     print(f"MLflow:  experiment {summary.experiment!r} at {summary.tracking_uri}"
           + (f"; browse: mlflow ui --backend-store-uri {summary.tracking_uri}" if summary.tracking_uri.startswith("sqlite") else ""))
@@ -62,6 +67,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print("some trials failed or were skipped: run the same command again to retry them")
         return 1
     return 0
+
+
+def write_page(folder):
+    """``report.html``; a page that cannot be written costs a warning, never the results or the exit code."""
+    from cmkd.harness.engine.corrupt import warn
+    from cmkd.results.page import write_html_report
+
+    try:
+        return write_html_report(folder)
+    except (UserError, OSError) as exc:
+        warn(f"report.html not written ({exc}); make it later with cmkd report {folder}")
+        return None
 
 
 def kept_note(summary) -> str:

@@ -233,9 +233,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from cmkd.harness.engine.deploy import export_trial
 
+    from cmkd.results.modelcard import write_cards
+
     written = export_trial(args.trial_dir, args.output or None, args.out)
+    write_cards(args.trial_dir, written)
     for key, path in written.items():
-        print(f"output {key}: {path} (+ {Path(path).with_suffix('.json').name}: channels, image size, normalisation)")
+        print(f"output {key}: {path} (+ {Path(path).with_suffix('.json').name}: channels, image size, normalisation; "
+              f"{Path(path).with_suffix('.md').name}: its model card)")
     return 0
 
 

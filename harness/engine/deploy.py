@@ -242,7 +242,7 @@ def export_trial(folder: str | Path, keys: list[str] | None = None, out: str | P
         raise UserError(f"{folder} is not a trial folder (no {SPEC_FILE}); pass a folder under <bench>/runs or cmkd-runs")
     if not (folder / RESULT_FILE).is_file():
         raise UserError(f"{folder} holds no finished trial (no {RESULT_FILE}): finish it first (run the same command again)")
-    result, spec = _read_trial(folder)
+    result, spec = read_trial(folder)
     if out is not None:
         check_export_folder(Path(out), spec.trial_id(), keys or list(result["outputs"]))
     if "deploy" not in result:
@@ -257,7 +257,7 @@ def export_trial(folder: str | Path, keys: list[str] | None = None, out: str | P
     return export_outputs(folder, spec, result["deploy"], result["outputs"], keys, Path(out) if out else None, result)
 
 
-def _read_trial(folder: Path):
+def read_trial(folder: Path):
     """A finished trial folder's result and spec, or one line naming the file that does not parse."""
     from .folders import RESULT_FILE, SPEC_FILE
     from .spec import TrialSpec

@@ -103,25 +103,19 @@ EXPERIMENT_KIND = "mlflow.experimentKind"
 def source_tags() -> dict[str, str]:
     """MLflow's standard run tags (``client.create_run`` sets none of them): who ran what, at which commit."""
     import getpass
-    import subprocess
 
     import cmkd
+    from cmkd.results.provenance import code_commit
 
     tags = {"mlflow.source.name": "cmkd", "mlflow.source.type": "LOCAL", "cmkd.version": cmkd.__version__}
     try:
         tags["mlflow.user"] = getpass.getuser()
     except (KeyError, OSError):
         pass
-    try:
-        here = Path(cmkd.__file__).resolve().parent
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        if commit.returncode == 0:
-            tags["mlflow.source.git.commit"] = commit.stdout.strip()
-            dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                                   capture_output=True, text=True, timeout=5)
-            tags["cmkd.git.dirty"] = str(bool(dirty.stdout.strip())).lower()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    commit, dirty = code_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+        tags["cmkd.git.dirty"] = str(bool(dirty)).lower()
     return tags
 
 

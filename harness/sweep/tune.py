@@ -412,6 +412,7 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
             raise UserError(f"cannot write the benchmark's summary files in {folder} ({exc.strerror or exc}); make it "
                             "writable and run the same command again: every finished trial is kept") from None
     statuses = [store.status(p.trial_id) for p in plan]
+    log_session(folder, plan, cfg, statuses, t_start, stop.signum is not None, experiment, exp_id, uri)
     if stop.signum is not None:
         raise Interrupted(stop.signum, f"interrupted: {statuses.count('finished')}/{len(plan)} trials finished "
                                        f"(kept in {folder}); run the same command to resume")
@@ -423,6 +424,27 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
     if best != progress.last_best:
         say(best)
     return summary
+
+
+def log_session(folder: Path, plan: list[PlannedTrial], cfg: BenchConfig, statuses: list[str | None], t_start: float,
+                interrupted: bool, experiment: str, exp_id: str, uri: str) -> None:
+    """This invocation's provenance into ``run.json`` (the report's header); a folder that cannot take it
+    loses only the header's facts, never a result."""
+    from cmkd.results.provenance import RUN_FILE, Session, code_commit, now, record_session, this_machine
+
+    commit, dirty = code_commit()
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(t_start))
+    session = Session(started=started, ended=now(), wall_s=round(time.time() - t_start, 1), commit=commit, dirty=dirty,
+                      machine=this_machine(max(1, int(cfg.resources.cpus_per_trial))), planned=len(plan),
+                      finished=statuses.count("finished"), failed=statuses.count("failed"),
+                      skipped=statuses.count("skipped"), diverged=statuses.count("diverged"), interrupted=interrupted,
+                      experiment=experiment, experiment_id=str(exp_id), tracking_uri=uri)
+    try:
+        record_session(folder, plan, session)
+    except OSError as exc:
+        from cmkd.harness.engine.corrupt import warn
+
+        warn(f"cannot write {folder / RUN_FILE} ({exc.strerror or exc}); the report will lack this run's provenance")
 
 
 def lost_teachers(plan: list[PlannedTrial], store: ResultsStore, runs_root: Path) -> set[str]:
