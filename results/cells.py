@@ -18,12 +18,16 @@ from cmkd.errors import UserError, nearest
 from cmkd.harness.engine.spec import data_key
 from cmkd.methods import FUSED
 
-from .record import SELECTIONS
+from .record import SCORE_COLUMNS, SELECTIONS
 
 TITLES = {1: "Table 1: cross-modal scenario (teacher on the rich modality), weighted F1 (%)",
           2: "Table 2: multi-modal scenario (two-branch teacher), weighted F1 (%)",
           3: "Table 3: DisCoM-KD loss ablation, weighted F1 (%)",
           4: "Table 4: DisCoM-KD representation ablation, weighted F1 (%)"}
+#: what a table's cells can show (``--metric``): name -> (results column, label); each x100 in the cells
+METRICS = {"f1": ("test_f1", "weighted F1 (%)"), "accuracy": ("test_accuracy", "accuracy (%)"),
+           "avg-accuracy": ("test_avg_accuracy", "average per-class accuracy (%)"),
+           "kappa": ("test_kappa", "Cohen's kappa (x100)")}
 #: the row keys of the reference rows (every other row key is a method's: ``m|variant``, ``m``, ``m:ablation``)
 TEACHER, STUDENT = "TEACHER", "STUDENT"
 #: (dataset, column) of a printed average in the paper's numbers (``dataset=all, modality=avg``)
@@ -94,20 +98,31 @@ def full_row_tables(method: str) -> list[int]:
     return sorted({t for t, _ in cls.ablations.values()}) if cls is not None else []
 
 
-def cells_from_results(rows: pd.DataFrame, selection: str = "best-val") -> pd.DataFrame:
+def cells_from_results(rows: pd.DataFrame, selection: str = "best-val", metric: str = "f1") -> pd.DataFrame:
     """Results rows (one per trial output) -> table cells: table, dataset, column, row, seed, f1 (%), trial_id.
 
     ``selection`` picks the test F1 of each output: at the best validation epoch (the protocol), at the
-    last epoch, or the oracle (best test epoch). Row keys: ``TEACHER`` and ``STUDENT`` (the reference
-    methods' trials), ``<method>|<variant>`` for a distilled method, ``<method>`` for a standalone method,
-    ``<method>:<ablation>`` for an ablation. ``dataset`` is the column group's key (``data_key``)."""
+    last epoch, or the oracle (best test epoch). ``metric`` puts another score of the best validation epoch
+    in the ``f1`` column instead (:data:`METRICS`: accuracy, average per-class accuracy, Cohen's kappa; all
+    x100). Row keys: ``TEACHER`` and ``STUDENT`` (the reference methods' trials), ``<method>|<variant>`` for
+    a distilled method, ``<method>`` for a standalone method, ``<method>:<ablation>`` for an ablation.
+    ``dataset`` is the column group's key (``data_key``)."""
     if selection not in SELECTIONS:
         raise UserError(f"unknown selection {selection!r}{nearest(selection, list(SELECTIONS))}; valid: "
                         f"{', '.join(SELECTIONS)}")
+    if metric not in METRICS:
+        raise UserError(f"unknown metric {metric!r}{nearest(metric, list(METRICS))}; valid: {', '.join(METRICS)}")
+    if metric != "f1" and selection != "best-val":
+        raise UserError(f"--metric {metric} is recorded at each output's best validation epoch only; "
+                        "use --selection best-val with it (last and oracle selections are of test F1)")
     df = rows[rows.status == "finished"].copy()
     if df.empty:
         return pd.DataFrame(columns=["table", "dataset", "column", "row", "seed", "f1", "trial_id"])
-    column = SELECTIONS[selection]
+    column = SELECTIONS[selection] if metric == "f1" else METRICS[metric][0]
+    if metric != "f1" and (column not in df or df[column].isna().any()):
+        raise UserError(f"--metric {metric}: {int(df[column].isna().sum()) if column in df else len(df)} result(s) "
+                        f"have no {METRICS[metric][1].split(' (')[0]} (trials run before cmkd-bench recorded it, or "
+                        "undefined for them); use --metric f1, or rerun those trials")
     if column not in df or df[column].isna().any():
         raise UserError(f"--selection {selection}: {int(df[column].isna().sum()) if column in df else len(df)} "
                         "result(s) have no last-epoch or oracle test F1 (trials run before cmkd-bench recorded the "
@@ -241,6 +256,7 @@ def rows_from_mlflow(uri: str, experiment: str) -> pd.DataFrame:
                             "pairs": _tag(r, "pairs", ""),
                             "test_f1": float(r[col]), "test_f1_last": r.get(f"metrics.last_test_f1/{key}", np.nan),
                             "test_f1_oracle": r.get(f"metrics.oracle_test_f1/{key}", np.nan),
+                            **{c: r.get(f"metrics.{c}/{key}", np.nan) for c in SCORE_COLUMNS},
                             "status": "diverged" if _tag(r, "diverged", "") else "finished",
                             "error": _tag(r, "diverged", ""), "trial_id": r["tags.trial_id"],
                             "teacher_id": r.get("tags.teacher_id", ""), "wall_time_s": r.get("metrics.wall_time_s", 0.0),

@@ -26,7 +26,7 @@ import pandas as pd
 
 from cmkd.errors import UserError
 
-from .cells import TITLES, cells_from_paper, cells_from_results, dataset_label, load_rows, rich_modality
+from .cells import cells_from_paper, cells_from_results, dataset_label, load_rows, rich_modality
 from .provenance import RUN_FILE, RunLog, read_run_log
 from .record import FINAL
 from .tables import Table, build_table, has_results, pairs_frame, row_names
@@ -177,7 +177,7 @@ def table_view(table: Table, cells: pd.DataFrame, links: dict[str, tuple[str, st
     image = _data_uri(buf.getvalue(), "image/png") if plot(table, buf) is not None else ""
     pf = pairs_frame(table) if table.number in (1, 2) else None
     pairs = "" if pf is None else pf.round(2).astype(object).where(pf.notna(), "-").to_html(classes="grid", border=0)
-    return TableView(table.number, TITLES[table.number], _columns(table), rows, image, pairs)
+    return TableView(table.number, table.title(), _columns(table), rows, image, pairs)
 
 
 def _columns(table: Table) -> list[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cells import TITLES, dataset_label, rich_modality
+from .cells import dataset_label, rich_modality
 from .tables import Table, row_names
 
 
@@ -38,11 +38,11 @@ def plot(table: Table, path: Path, published: bool = False) -> Path | None:
     axes[0][0].invert_yaxis()  # the table's first row on top
     n = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
     if published:
-        fig.supxlabel("weighted F1 (%): the paper's published means (no per-seed values, so no intervals)", fontsize=8)
+        fig.supxlabel(f"{table.metric}: the paper's published means (no per-seed values, so no intervals)", fontsize=8)
     else:
-        fig.supxlabel(f"weighted F1 (%): bar = mean over {n} seed(s); whisker = 95% t interval of the mean"
+        fig.supxlabel(f"{table.metric}: bar = mean over {n} seed(s); whisker = 95% t interval of the mean"
                       + (" (none with one seed)" if seeds and seeds[0] < 2 else ""), fontsize=8)
-    fig.suptitle(TITLES[table.number].split(",")[0], fontsize=10)
+    fig.suptitle(table.title().split(",")[0], fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=150, bbox_inches="tight")  # a title wider than a one-panel figure stays whole
     plt.close(fig)

@@ -26,9 +26,12 @@ SELECTIONS = {"best-val": "test_f1", "last": "test_f1_last", "oracle": "test_f1_
 #: what each deployed model costs (``cmkd.archs.cost``): counted parameters and FLOPs per sample, latency at
 #: batch 1 and images/s at batch 128 measured on the run's device
 COST_COLUMNS = ["params", "flops", "latency_ms", "deploy_images_per_s"]
+#: the scores beside test F1, at the same (best validation) epoch: accuracy, average per-class accuracy, Cohen's
+#: kappa, as fractions (``cmkd.harness.engine.metrics.scores``; missing in records made before they were kept)
+SCORE_COLUMNS = ["test_accuracy", "test_avg_accuracy", "test_kappa"]
 #: the columns of ``results.parquet`` before the ``opt.<name>`` columns, in order
 ROW_COLUMNS = ["dataset", "entry", "scenario", "method", "variant", "lskd", "ablation", "modality", "seed", "arch",
-               "teacher_arch", "pairs", "test_f1", "test_f1_last", "test_f1_oracle", "val_f1", "best_epoch", "oracle_epoch",
+               "teacher_arch", "pairs", "test_f1", "test_f1_last", "test_f1_oracle", *SCORE_COLUMNS, "val_f1", "best_epoch", "oracle_epoch",
                "epochs_run", "wall_time_s", "images_per_s", "device", *COST_COLUMNS, "config_hash", "code_version", "trial_id", "stage", "status", "teacher_id",
                "mlflow_run_id", "error", "attempts", "node_id", "host"]
 #: the identity columns that lead ``history.parquet``
@@ -140,6 +143,7 @@ class ResultRecord:
         return [{**base, "modality": key, "test_f1": out["test_f1"], "val_f1": out["val_f1"],
                  "best_epoch": out["best_epoch"], "test_f1_last": out.get("last_test_f1"),
                  "test_f1_oracle": out.get("oracle_test_f1"), "oracle_epoch": out.get("oracle_epoch"),
+                 **{c: out.get(c) for c in SCORE_COLUMNS},
                  **{c: self.costs.get(key, {}).get(c) for c in COST_COLUMNS}}
                 for key, out in self.outputs.items()]
 

@@ -3,7 +3,7 @@ the paper sets its tables)."""
 
 from __future__ import annotations
 
-from .cells import AVG_TABLES, TITLES, dataset_label, rich_modality
+from .cells import AVG_TABLES, dataset_label, rich_modality
 from .tables import UP, Cell, Table, row_group
 
 
@@ -64,7 +64,7 @@ def render(table: Table, style: str = "terminal", std: bool = False, compare: bo
         return latex(table, std, compare)
     fmt = {"terminal": "simple", "markdown": "github"}[style]
     text = tabulate(body(table, style, std, compare), headers=header(table, style), tablefmt=fmt, disable_numparse=True)
-    return f"{TITLES[table.number]}\n\n{text}"
+    return f"{table.title()}\n\n{text}"
 
 
 def _tex(text: str) -> str:
@@ -92,9 +92,9 @@ def latex(table: Table, std: bool = False, compare: bool = False) -> str:
             sub.append(f"{(rich_modality(d) or '?').upper()}" + r"$\rightarrow$" + m.upper())
         else:
             sub.append(m.upper())
-    what = "mean test weighted F1 (\\%) over seeds" + (r" $\pm$ std (n seeds)" if std else "") + (
+    what = f"mean test {_tex(table.metric)} over seeds" + (r" $\pm$ std (n seeds)" if std else "") + (
         " / the paper's value (difference)" if compare else "")
-    caption = (_tex(TITLES[table.number].split(": ", 1)[1].split(",")[0]) + f": {what}; arrows against STUDENT of the "
+    caption = (_tex(table.title().split(": ", 1)[1].split(",")[0]) + f": {what}; arrows against STUDENT of the "
                "same column, the best distilled value of each column in bold"
                + ("; ns: not significant against STUDENT (paired t-test, Holm within the column)" if table.number in (1, 2) else ""))
     lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", rf"\label{{tab:cmkd-table{table.number}}}",

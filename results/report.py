@@ -11,7 +11,7 @@ from cmkd.archs import DEFAULT_ARCH
 from cmkd.errors import UserError
 from cmkd.harness.engine.spec import data_key
 
-from .cells import AVG_TABLES, PRINTED_AVG, cells_from_paper, cells_from_results, dataset_label, load_rows
+from .cells import AVG_TABLES, METRICS, PRINTED_AVG, cells_from_paper, cells_from_results, dataset_label, load_rows
 from .plots import plot
 from .record import COST_COLUMNS, SELECTIONS
 from .render import latex, render
@@ -46,17 +46,25 @@ def cost_table(rows: pd.DataFrame) -> pd.DataFrame:
     return g.round(2).reset_index()
 
 
-def stats_frame(rows: pd.DataFrame, tables: tuple[int, ...] = (1, 2, 3, 4), selection: str = "best-val") -> pd.DataFrame:
+def stats_frame(rows: pd.DataFrame, tables: tuple[int, ...] = (1, 2, 3, 4), selection: str = "best-val",
+                metric: str = "f1") -> pd.DataFrame:
     """One line per table cell: mean, sample std, n, 95% t interval, paired p against STUDENT and its
-    Holm correction within the column (Tables 1-2), and the selection gaps: the same cell with the
-    last epoch's and the oracle's (best test epoch) test F1, minus the protocol's."""
-    main = cells_from_results(rows, selection)
-    others = {}
-    for sel in SELECTIONS:
+    Holm correction within the column (Tables 1-2), and, for weighted F1, the selection gaps (the same cell
+    with the last epoch's and the oracle's (best test epoch) test F1, minus the protocol's) and the cell's
+    other scores at the protocol's epoch: ``mean_accuracy``, ``mean_avg_accuracy`` (%), ``mean_kappa`` (x100)."""
+    main = cells_from_results(rows, selection, metric)
+    others, scores = {}, {}
+    for sel in SELECTIONS if metric == "f1" else ():
         if sel != selection:
             try:
                 others[sel] = cells_from_results(rows, sel)
             except UserError:  # results that predate the per-epoch record: no gap
+                pass
+    for name in METRICS if metric == "f1" and selection == "best-val" else ():
+        if name != "f1":
+            try:
+                scores[name] = cells_from_results(rows, selection, name)
+            except UserError:  # results that predate the scores: none
                 pass
     keys = ["table", "dataset", "column", "row"]
     out = []
@@ -72,7 +80,7 @@ def stats_frame(rows: pd.DataFrame, tables: tuple[int, ...] = (1, 2, 3, 4), sele
                     continue
                 v = main[(main.table == n) & (main.row == key) & (main.dataset == col[0]) & (main.column == col[1])].f1
                 line = {"table": n, "dataset": col[0], "column": col[1], "row": key, "label": names[key],
-                        "selection": selection, "n": len(v), "mean": float(v.mean()),
+                        "selection": selection, "metric": metric, "n": len(v), "mean": float(v.mean()),
                         "std": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
                         "ci95_low": c.ci[0] if c.ci else float("nan"), "ci95_high": c.ci[1] if c.ci else float("nan"),
                         "p_vs_student": c.p_value, "p_holm": c.p_holm, "significant": c.significant}
@@ -81,6 +89,9 @@ def stats_frame(rows: pd.DataFrame, tables: tuple[int, ...] = (1, 2, 3, 4), sele
                     tag = sel.replace("-", "_")
                     line[f"mean_{tag}"] = float(w.mean()) if len(w) else float("nan")
                     line[f"gap_{tag}"] = line[f"mean_{tag}"] - line["mean"]
+                for name, cells in scores.items():
+                    w = cells[(cells.table == n) & (cells.row == key) & (cells.dataset == col[0]) & (cells.column == col[1])].f1
+                    line[f"mean_{name.replace('-', '_')}"] = float(w.mean()) if len(w) else float("nan")
                 out.append(line)
     df = pd.DataFrame(out)
     return df.sort_values(keys, kind="stable").reset_index(drop=True) if len(df) else df
@@ -88,9 +99,10 @@ def stats_frame(rows: pd.DataFrame, tables: tuple[int, ...] = (1, 2, 3, 4), sele
 
 def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = None, std: bool = False,
                  compare: bool = False, tables: tuple[int, ...] = (1, 2, 3, 4), echo=print,
-                 selection: str = "best-val", rows_file: bool = True) -> Path:
+                 selection: str = "best-val", rows_file: bool = True, metric: str = "f1") -> Path:
     """Tables 1-4 in every format, plots, statistics and costs into ``out``. ``rows_file``: also write the
-    rows as ``results.parquet`` (a benchmark writes its own once, at its root)."""
+    rows as ``results.parquet`` (a benchmark writes its own once, at its root). ``metric``: what ``cells``
+    hold (``METRICS``; weighted F1 unless asked)."""
     out.mkdir(parents=True, exist_ok=True)
     paper = cells_from_paper() if compare else None
     md, tex, missing, mismatches = [], [], [], []
@@ -100,7 +112,7 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
             for stale in (out / f"table{n}.csv", out / f"table{n}.png"):  # from an earlier rendering
                 stale.unlink(missing_ok=True)
             continue
-        t = build_table(cells, n, paper)
+        t = build_table(cells, n, paper, metric)
         echo(render(t, "terminal", std, compare) + "\n")
         md.append(render(t, "markdown", std, compare))
         tex.append(latex(t, std, compare))
@@ -109,7 +121,7 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
         pf = pairs_frame(t) if n in (1, 2) else None
         if pf is not None:  # methods x teacher -> student pairs
             pf.to_csv(out / f"pairs{n}.csv")
-            title = f"Table {n} by teacher -> student pair: mean weighted F1 (%) over each data set's modality columns"
+            title = f"Table {n} by teacher -> student pair: mean {t.metric} over each data set's modality columns"
             shown = pf.round(2).astype(object).where(pf.notna(), "-")
             md.append(f"{title}\n\n" + shown.to_markdown(tablefmt="github"))
             echo(f"{title}\n" + shown.to_markdown(tablefmt="simple") + "\n")
@@ -118,7 +130,7 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
             missing.append(f"table {n}: {len(gaps)} missing cell(s), e.g. {', '.join(gaps[:3])}")
         mismatches += t.average_mismatches()
     no_paper = paper_gaps(cells, paper)
-    notes = [cells_note(selection), *no_paper, *diverged_notes(rows)]
+    notes = [cells_note(selection, metric), *no_paper, *diverged_notes(rows)]
     if mismatches:
         notes.append("Avg as printed in the paper; where it differs from the mean of the printed cells: "
                      + "; ".join(mismatches) + " (the paper presumably averaged unrounded values).")
@@ -128,7 +140,7 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
     if rows is not None:
         if rows_file:
             rows.to_parquet(out / "results.parquet", engine="pyarrow", index=False)
-        write_statistics(rows, out, tables, selection, echo)
+        write_statistics(rows, out, tables, selection, echo, metric)
     for m in missing:
         echo(f"missing: {m}")
     for m in mismatches + no_paper + diverged_notes(rows):
@@ -147,15 +159,16 @@ def diverged_notes(rows: pd.DataFrame | None) -> list[str]:
             + (f"; and {len(names) - 10} more" if len(names) > 10 else "") + "."]
 
 
-def cells_note(selection: str) -> str:
-    """What a cell of tables.md shows, under the selection rule in force."""
+def cells_note(selection: str, metric: str = "f1") -> str:
+    """What a cell of tables.md shows, under the selection rule and metric in force."""
     chosen = {"best-val": "at each output's best validation epoch (the protocol)", "last": "at the last epoch",
               "oracle": "at the best test epoch (oracle selection: an upper bound, not a result)"}[selection]
-    return (f"Cells: mean test weighted F1 (%) over seeds, {chosen}; arrows against STUDENT of the same column; "
+    return (f"Cells: mean test {METRICS[metric][1]} over seeds, {chosen}; arrows against STUDENT of the same column; "
             "best distilled result of each column in bold; 'ns': not significant in a paired t-test across seeds "
             f"against STUDENT, Holm-corrected within the column (alpha {ALPHA}); 'untested': no such test was possible "
             "(fewer than two seeds paired with STUDENT); '-': missing. "
-            "Per-cell statistics (sample std, n, 95% t interval, p, Holm p, selection gaps): stats.csv.")
+            "Per-cell statistics (sample std, n, 95% t interval, p, Holm p"
+            + (", selection gaps, accuracy, average per-class accuracy, kappa" if metric == "f1" else "") + "): stats.csv.")
 
 
 def paper_gaps(cells: pd.DataFrame, paper: pd.DataFrame | None) -> list[str]:
@@ -167,11 +180,12 @@ def paper_gaps(cells: pd.DataFrame, paper: pd.DataFrame | None) -> list[str]:
             "SUNRGBD, EuroSat-MS-SAR and TRISTAR only)"] if absent else []
 
 
-def write_statistics(rows: pd.DataFrame, out: Path, tables: tuple[int, ...], selection: str, echo) -> None:
+def write_statistics(rows: pd.DataFrame, out: Path, tables: tuple[int, ...], selection: str, echo,
+                     metric: str = "f1") -> None:
     """stats.csv/.parquet (per cell) and the cost table (cost.csv, cost.md, echoed)."""
     from tabulate import tabulate
 
-    st = stats_frame(rows, tables, selection)
+    st = stats_frame(rows, tables, selection, metric)
     st.to_csv(out / "stats.csv", index=False)
     st.to_parquet(out / "stats.parquet", engine="pyarrow", index=False)
     ct = cost_table(rows)

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .cells import AVG_TABLES, PRINTED_AVG, STUDENT, TEACHER, _method, _registered, dataset_label, rich_modality, split_key
+from .cells import (AVG_TABLES, METRICS, PRINTED_AVG, STUDENT, TEACHER, TITLES, _method, _registered, dataset_label,
+                    rich_modality, split_key)
 from .stats import ALPHA, holm, paired_p, t_interval
 
 UP, DOWN = "↑", "↓"
+F1_LABEL = METRICS["f1"][1]
 
 
 def row_order(table: int, rows_present: set[str]) -> list[tuple[str, str, str]]:
@@ -95,6 +97,11 @@ class Table:
     printed_average: dict[str, float] = field(default_factory=dict)  # the paper's own Avg, where the source has one
     #: the cells are published means (the paper's tables): no per-seed values, so no test was ever possible
     published: bool = False
+    #: what the cells hold (``cells.METRICS``' label): weighted F1 unless a table of another score was asked for
+    metric: str = F1_LABEL
+
+    def title(self) -> str:
+        return TITLES[self.number].replace(F1_LABEL, self.metric)
 
     def shown_average(self, key: str) -> float | None:
         """The Avg shown: the printed one when the source has it (the paper's tables as printed), else computed."""
@@ -122,7 +129,8 @@ def dataset_order(name: str) -> tuple:
     return (col is None, col or 0, name)
 
 
-def build_table(cells: pd.DataFrame, number: int, paper: pd.DataFrame | None = None) -> Table:
+def build_table(cells: pd.DataFrame, number: int, paper: pd.DataFrame | None = None, metric: str = "f1") -> Table:
+    """Table ``number`` of the cells, with its statistics; ``metric`` names what the cells hold (``METRICS``)."""
     sub = cells[cells.table == number]
     printed = sub[(sub.dataset == PRINTED_AVG[0]) & (sub.column == PRINTED_AVG[1])]
     sub = sub.drop(printed.index)
@@ -133,7 +141,8 @@ def build_table(cells: pd.DataFrame, number: int, paper: pd.DataFrame | None = N
         mods = sorted(set(sub[sub.dataset == d].column), key=lambda m: (m != rich, m))
         columns += [(d, m) for m in mods]
     table = Table(number, columns, row_order(number, set(sub.row)),
-                  published="published" in sub and bool(len(sub)) and bool(sub.published.fillna(False).all()))
+                  published="published" in sub and bool(len(sub)) and bool(sub.published.fillna(False).all()),
+                  metric=METRICS[metric][1])
     for key, _, _ in table.rows:
         for col in columns:
             v = sub[(sub.row == key) & (sub.dataset == col[0]) & (sub.column == col[1])]

@@ -147,9 +147,13 @@ def test_a_corrupt_record_is_named_and_the_rest_still_renders(bench, tmp_path, c
 def test_report_refuses_what_is_not_a_benchmark_folder(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert main(["report", str(tmp_path)]) == 2
+    assert main(["report", str(tmp_path), "--out", str(tmp_path)]) == 2
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "no" / "such" / "r.html")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all(line.startswith("cmkd: error: ") for line in err)
+    assert len(err) == 4 and all(line.startswith("cmkd: error: ") for line in err)
     assert "not a folder" in err[0] and "no results/" in err[1]
+    assert all("must be a file path in an existing folder" in line for line in err[2:])
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 def test_an_exported_model_gets_a_model_card_with_its_cells_interval(bench, tmp_path):
@@ -175,3 +179,41 @@ def test_an_exported_model_gets_a_model_card_with_its_cells_interval(bench, tmp_
     for fact in ("input `depth`", "| teacher | resnet18", "| parameters |", "| forward FLOPs per sample |",
                  "## Intended use", "## Limits known from this benchmark", "STUDENT (the same network"):
         assert fact in card, fact
+
+
+def test_tables_of_another_metric_from_the_folder_and_from_mlflow(bench, tmp_path, capsys):
+    from cmkd.results.cells import METRICS
+    from cmkd.results.provenance import read_run_log
+
+    rows = pd.read_parquet(bench / "results.parquet")
+    done = rows[rows.status == "finished"]
+    assert done[["test_accuracy", "test_avg_accuracy"]].notna().all().all()
+    # stats.csv of the F1 tables carries each cell's other scores, the mean over its seeds
+    st = pd.read_csv(bench / "tables" / "stats.csv")
+    kd = st[(st.table == 1) & (st.label == "KDv1 ORIG")].iloc[0]
+    seeds = done[(done.method == "kdv1") & (done.variant == "orig")]
+    assert kd.mean_accuracy == pytest.approx(100 * seeds.test_accuracy.mean())
+    assert kd.mean_avg_accuracy == pytest.approx(100 * seeds.test_avg_accuracy.mean())
+    assert main(["tables", "--from", str(bench), "--metric", "accuracy"]) == 0
+    md = (bench / "tables-accuracy" / "tables.md").read_text()
+    assert "Table 1: cross-modal scenario (teacher on the rich modality), accuracy (%)" in md
+    acc = pd.read_csv(bench / "tables-accuracy" / "stats.csv")
+    assert set(acc.metric) == {"accuracy"}
+    assert acc.set_index(["table", "label"])["mean"].loc[(1, "KDv1 ORIG")] == pytest.approx(kd.mean_accuracy)
+    # the same table read back from the MLflow store
+    session = read_run_log(bench).sessions[-1]
+    assert main(["tables", "--experiment", session.experiment, "--tracking-uri", session.tracking_uri,
+                 "--metric", "accuracy", "--out", str(tmp_path / "from-mlflow")]) == 0
+    back = pd.read_csv(tmp_path / "from-mlflow" / "stats.csv")
+    assert back.set_index(["table", "label"])["mean"].loc[(1, "KDv1 ORIG")] == pytest.approx(kd.mean_accuracy)
+    # refused in one line, before any work
+    capsys.readouterr()
+    assert main(["tables", "--from", str(bench), "--metric", "kappa", "--selection", "last"]) == 2
+    assert main(["tables", "--from", str(bench), "--metric", "accuracy", "--compare-paper"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "best validation epoch only" in err[0] and "weighted F1 only" in err[1]
+    # the CLI's choices are the one declaration's
+    from cmkd.harness.cli.main import build_parser
+
+    tables = build_parser()._subparsers._group_actions[0].choices["tables"]
+    assert tuple(next(a for a in tables._actions if a.dest == "metric").choices) == tuple(METRICS)

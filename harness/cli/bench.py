@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from cmkd.errors import Interrupted, UserError
 
@@ -74,6 +75,8 @@ def write_page(folder):
     from cmkd.harness.engine.corrupt import warn
     from cmkd.results.page import write_html_report
 
+    if not (Path(folder) / "results").is_dir():  # interrupted before any trial was filed: nothing to show
+        return None
     try:
         return write_html_report(folder)
     except (UserError, OSError) as exc:

@@ -18,6 +18,9 @@ def cmd_tables(args: argparse.Namespace) -> int:
         raise UserError("give exactly one source: --from BENCH_FOLDER, --experiment NAME (with --tracking-uri), or --paper")
     if args.paper and args.selection != "best-val":
         raise UserError("--selection applies to results; the paper's numbers are as published (--paper)")
+    if args.metric != "f1" and (args.paper or args.compare_paper):
+        raise UserError(f"the paper reports weighted F1 only; --metric {args.metric} goes without --paper and "
+                        "--compare-paper")
     tables = parse_tables(args.tables)
     rows = None
     if args.paper:
@@ -30,14 +33,16 @@ def cmd_tables(args: argparse.Namespace) -> int:
 
         check_uri(args.tracking_uri, must_exist=True)  # reading: never create a store, never hang on a dead server
         rows = rows_from_mlflow(args.tracking_uri, args.experiment)
-        cells = cells_from_results(rows, args.selection)
+        cells = cells_from_results(rows, args.selection, args.metric)
         out = Path(args.out or f"results/{args.experiment}-tables")
     else:
         rows = load_rows(args.from_dir)
-        cells = cells_from_results(rows, args.selection)
-        out = Path(args.out or Path(args.from_dir) / ("tables" if args.selection == "best-val" else f"tables-{args.selection}"))
+        cells = cells_from_results(rows, args.selection, args.metric)
+        suffix = "".join(f"-{v}" for v, default in ((args.selection, "best-val"), (args.metric, "f1")) if v != default)
+        out = Path(args.out or Path(args.from_dir) / f"tables{suffix}")
     writable_folder(out, "--out")
-    write_report(cells, out, rows, std=args.std, compare=args.compare_paper, tables=tables, selection=args.selection)
+    write_report(cells, out, rows, std=args.std, compare=args.compare_paper, tables=tables, selection=args.selection,
+                 metric=args.metric)
     print(f"written: {out}/ (tables.md, tables.tex, table<N>.csv, table<N>.png, cells.csv"
           + (", results.parquet, stats.csv, stats.parquet, cost.csv)" if rows is not None else ")"))
     return 0
@@ -77,5 +82,8 @@ def add_parser(sub) -> None:
     p.add_argument("--selection", default="best-val", choices=("best-val", "last", "oracle"),
                    help="which test F1 of each trial: at the best validation epoch (the protocol, default), at the "
                         "last epoch, or the best over epochs (selected on test: what a paper that peeks would report)")
+    p.add_argument("--metric", default="f1", choices=("f1", "accuracy", "avg-accuracy", "kappa"),
+                   help="what the cells show: weighted F1 (the paper's, default), accuracy, average per-class accuracy "
+                        "or Cohen's kappa (x100), each at the best validation epoch (tables-<metric>/)")
     p.add_argument("--out", help="output folder")
     p.set_defaults(func=cmd_tables)

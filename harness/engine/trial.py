@@ -35,7 +35,7 @@ from .folders import (CHECKPOINT_FILE, DEFAULT_ROOT, RESULT_FILE, SPEC_FILE, cla
                       trial_dir, variant_of)
 from .io import save_torch, write_json
 from .locks import FolderLock
-from .metrics import confusion, weighted_f1
+from .metrics import confusion, scores, weighted_f1
 from .spec import SPEC_VERSION, TrialSpec
 from .step import make_optimizer, nhwc, optimise, train_step
 from .teachers import load_teacher
@@ -455,8 +455,10 @@ class Engine:
         selectable = self.method.selectable(epoch, self.cfg.epochs)
         for k in self.method.outputs():
             if selectable and (k not in state.best or val_f1[k] > state.best[k]["val_f1"]):
+                n_classes = self.prep.data.n_classes
                 state.best[k] = {"best_epoch": epoch + 1, "val_f1": val_f1[k], "test_f1": test_f1[k],
-                                 "confusion": confusion(labels[split.test], test_pred[k], self.prep.data.n_classes).tolist()}
+                                 **scores(labels[split.test], test_pred[k], n_classes),
+                                 "confusion": confusion(labels[split.test], test_pred[k], n_classes).tolist()}
                 if keep:
                     state.weights[k] = self.best_weights(k)
         extra = self.method.epoch_metrics()

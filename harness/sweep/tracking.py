@@ -189,8 +189,9 @@ class TrialTracker:
         for key, out in result.outputs.items():
             for name, metric in (("test_f1", "test_f1"), ("val_f1", "best_val_f1"), ("best_epoch", "best_epoch"),
                                  ("last_test_f1", "last_test_f1"), ("oracle_test_f1", "oracle_test_f1"),
-                                 ("oracle_epoch", "oracle_epoch")):
-                if name in out:
+                                 ("oracle_epoch", "oracle_epoch"), ("test_accuracy", "test_accuracy"),
+                                 ("test_avg_accuracy", "test_avg_accuracy"), ("test_kappa", "test_kappa")):
+                if out.get(name) is not None:
                     metrics.append(self._Metric(f"{metric}/{key}", float(out[name]), ts, 0))
         for key, cost in (result.costs or {}).items():  # the deployed models' parameters, FLOPs, speed
             metrics += [self._Metric(f"{name}/{key}", float(value), ts, 0) for name, value in cost.items()]
