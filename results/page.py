@@ -32,6 +32,7 @@ from .record import FINAL
 from .tables import Table, build_table, has_results, pairs_frame, row_names
 
 REPORT_FILE = "report.html"
+TEMPLATES = Path(__file__).resolve().with_name("templates")
 #: where MLflow's UI serves by default (``mlflow ui``): the report links each seed's run there
 MLFLOW_UI = "http://127.0.0.1:5000"
 
@@ -85,13 +86,15 @@ class Missing:
 
 def write_html_report(folder: str | Path, out: str | Path | None = None) -> Path:
     """Render ``<folder>/report.html`` (or ``out``) from a benchmark folder; returns its path."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     folder = Path(folder)
     if not (folder / "results").is_dir():
         raise UserError(f"{folder} is not a benchmark folder (no results/); pass what cmkd bench --out wrote")
     page = gather(folder)
-    env = Environment(loader=PackageLoader("cmkd.results", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    # the folder beside this module: what an editable install maps and a wheel ships (package data); jinja's
+    # PackageLoader cannot see it through setuptools' editable finder
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     env.filters["f1"] = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
     env.filters["p"] = _fmt_p
     text = env.get_template("report.html.j2").render(**page)

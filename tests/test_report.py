@@ -217,3 +217,22 @@ def test_tables_of_another_metric_from_the_folder_and_from_mlflow(bench, tmp_pat
 
     tables = build_parser()._subparsers._group_actions[0].choices["tables"]
     assert tuple(next(a for a in tables._actions if a.dest == "metric").choices) == tuple(METRICS)
+
+
+def test_the_pages_template_is_code_tracked_and_shipped():
+    """The template lives under results/, where benchmark folders are git-ignored: it must stay tracked, and
+    listed as package data, or a fresh clone renders no page."""
+    import subprocess
+    import tomllib
+
+    from cmkd.results.page import TEMPLATES
+
+    template = TEMPLATES / "report.html.j2"
+    assert template.is_file()
+    root = TEMPLATES.parent.parent
+    if (root / ".git").exists():
+        tracked = subprocess.run(["git", "-C", str(root), "ls-files", "--error-unmatch", str(template)],
+                                 capture_output=True, text=True)
+        assert tracked.returncode == 0, "results/templates/report.html.j2 is not tracked by git"
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["cmkd.results"]
+    assert "templates/*.j2" in data

@@ -79,8 +79,9 @@ def write_page(folder):
         return None
     try:
         return write_html_report(folder)
-    except (UserError, OSError) as exc:
-        warn(f"report.html not written ({exc}); make it later with cmkd report {folder}")
+    except Exception as exc:  # noqa: BLE001 - a page that fails must not fail the benchmark it describes
+        warn(f"report.html not written ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+             f"every result is kept; make it later with cmkd report {folder}")
         return None
 
 
