@@ -110,9 +110,8 @@ def gather(folder: Path) -> dict:
     from .store import ResultsStore
 
     log = read_run_log(folder)
-    missing = Missing(corrupt=corrupt_files(folder))
     records = {r.trial_id: r for r in ResultsStore(folder / "results").records()}
-    missing.corrupt = corrupt_files(folder)  # again: reading may just have set one aside
+    missing = Missing(corrupt=corrupt_files(folder))  # after reading: a damaged record has just been set aside
     try:
         rows = load_rows(folder)
     except UserError as exc:  # no readable record at all: the page still says what is missing
@@ -121,7 +120,8 @@ def gather(folder: Path) -> dict:
     if rows is not None:
         cells = cells_from_results(rows)
         links = _seed_links(folder, records, log)
-        tables = [table_view(build_table(cells, n, cells_from_paper()), cells, links, missing)
+        paper = cells_from_paper()
+        tables = [table_view(build_table(cells, n, paper), cells, links, missing)
                   for n in (1, 2, 3, 4) if has_results(cells, n)]
         boards = leaderboards(rows, cells)
         curves = learning_curves(ResultsStore(folder / "results").history(), cells)
