@@ -38,6 +38,7 @@ def render_time(folder: Path, reps: int) -> tuple[float, int]:
 
 def paper_fixture(folder: Path, seed: int = 0) -> int:
     """A folder of the paper profile's plan with fixture records (random numbers); returns the trial count."""
+    from cmkd.harness.engine.folders import variant_of
     from cmkd.harness.engine.io import write_json
     from cmkd.harness.sweep.bench_config import load_config
     from cmkd.harness.sweep.plan import build_plan, entry_infos
@@ -71,7 +72,7 @@ def paper_fixture(folder: Path, seed: int = 0) -> int:
                     **{f"val_f1/{k}": outputs[k]["val_f1"] * (1 - np.exp(-e / 20)) for k in keys}}
                    for e in range(1, epochs + 1)]
         rec = ResultRecord(trial_id=p.trial_id, name=p.name, stage=p.stage, dataset=s.dataset, entry=p.entry,
-                           scenario=s.scenario, method=s.method, variant=_variant(p), modality=s.modality, seed=s.seed,
+                           scenario=s.scenario, method=s.method, variant=variant_of(s), modality=s.modality, seed=s.seed,
                            teacher_id=p.teacher_id, config_hash=cfg.config_hash(), options=dict(s.method_options),
                            status="finished", outputs=outputs, epochs_run=epochs, wall_time_s=float(rng.uniform(600, 3600)),
                            history=history, costs=costs, out_dir=str(folder / "runs" / p.trial_id))
@@ -81,12 +82,6 @@ def paper_fixture(folder: Path, seed: int = 0) -> int:
                                          machine=this_machine(1), planned=n, finished=n, failed=0, skipped=0,
                                          diverged=0, interrupted=False))
     return n
-
-
-def _variant(p) -> str:
-    from cmkd.harness.engine.folders import variant_of
-
-    return variant_of(p.spec)
 
 
 def main(argv: list[str] | None = None) -> int:

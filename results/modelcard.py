@@ -173,6 +173,7 @@ def write_cards(trial_folder: str | Path, exported: dict[str, str]) -> list[Path
     """``model_<key>.md`` beside each program ``cmkd export`` wrote for the trial (``exported``: key -> path)."""
     from cmkd.harness.engine.corrupt import read_json_file
     from cmkd.harness.engine.deploy import read_trial, sidecar_path
+    from cmkd.harness.engine.io import write_text
 
     result, spec = read_trial(Path(trial_folder))
     bench = bench_of(Path(trial_folder))
@@ -187,8 +188,6 @@ def write_cards(trial_folder: str | Path, exported: dict[str, str]) -> list[Path
         text = model_card(read_json_file(sidecar_path(Path(model))), result.get("costs", {}).get(key, {}), teacher,
                           cell, student)
         path = card_path(Path(model))
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_text(text, path)
         written.append(path)
     return written

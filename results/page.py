@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from cmkd.errors import UserError
+from cmkd.harness.engine.io import write_text
 
 from .cells import cells_from_paper, cells_from_results, dataset_label, load_rows, rich_modality
 from .provenance import RUN_FILE, RunLog, read_run_log
@@ -99,9 +100,7 @@ def write_html_report(folder: str | Path, out: str | Path | None = None) -> Path
     env.filters["p"] = _fmt_p
     text = env.get_template("report.html.j2").render(**page)
     path = Path(out or folder / REPORT_FILE)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_text(text, path)
     return path
 
 

@@ -151,5 +151,6 @@ def record_session(folder: Path, plan: list, session: Session) -> None:
                Path(folder) / RUN_FILE)
 
 
-def now() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z")
+def now(at: float | None = None) -> str:
+    """Local time as the run log writes it (``at``: a ``time.time()`` value; default now)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(at))

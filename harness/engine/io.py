@@ -75,5 +75,10 @@ def save_torch(obj: Any, path: str | Path) -> None:
     _atomic(Path(path), lambda fh: torch.save(obj, fh))
 
 
+def write_text(text: str, path: str | Path) -> None:
+    """A text file written whole or not at all (a page, a model card), as ``write_json`` writes JSON."""
+    _atomic(Path(path), lambda fh: fh.write(text.encode("utf-8")))
+
+
 def write_json(obj: Any, path: str | Path) -> None:
     _atomic(Path(path), lambda fh: fh.write(json.dumps(obj, indent=2, sort_keys=True, default=str).encode()))

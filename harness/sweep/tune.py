@@ -433,8 +433,7 @@ def log_session(folder: Path, plan: list[PlannedTrial], cfg: BenchConfig, status
     from cmkd.results.provenance import RUN_FILE, Session, code_commit, now, record_session, this_machine
 
     commit, dirty = code_commit()
-    started = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(t_start))
-    session = Session(started=started, ended=now(), wall_s=round(time.time() - t_start, 1), commit=commit, dirty=dirty,
+    session = Session(started=now(t_start), ended=now(), wall_s=round(time.time() - t_start, 1), commit=commit, dirty=dirty,
                       machine=this_machine(max(1, int(cfg.resources.cpus_per_trial))), planned=len(plan),
                       finished=statuses.count("finished"), failed=statuses.count("failed"),
                       skipped=statuses.count("skipped"), diverged=statuses.count("diverged"), interrupted=interrupted,
