@@ -10,7 +10,7 @@ from pkgutil import iter_modules
 from .base import POOL, STAGE_NAMES, Arch, Stage, forward_stages, stage_shapes
 from .registry import ARCHS, DEFAULT_ARCH, TIMM_PREFIX, get_arch, register_arch
 
-_SUPPORT = {"base", "registry", "choice", "cost", "weights", "timm_archs"}
+_SUPPORT = {"base", "registry", "choice", "cost", "weights", "timm_archs", "sequence"}
 for _mod in iter_modules(__path__):
     if _mod.name not in _SUPPORT and not _mod.name.startswith("_"):
         import_module(f"{__name__}.{_mod.name}")

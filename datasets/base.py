@@ -11,13 +11,17 @@ import numpy as np
 
 from cmkd.errors import UserError
 
+from .kinds import SampleShape, check_kind, infer_kind
+
 
 @dataclass
 class MultiModalData:
     """Aligned per-modality arrays: row i of every modality is the same scene.
 
-    ``modalities`` maps a modality name to a float32 array N x C x H x W. ``rich`` names the modality
-    of the cross-modal teacher (the most informative one).
+    ``modalities`` maps a modality name to a float32 array N x (one sample): an image N x C x H x W (sizes may
+    differ between modalities), a vector N x D, or a sequence N x T x C x H x W / N x T x D. ``kinds`` names
+    what each is (:mod:`cmkd.datasets.kinds`); a modality it omits has the kind its rank implies. ``rich``
+    names the modality of the cross-modal teacher (the most informative one).
     """
 
     name: str
@@ -32,18 +36,27 @@ class MultiModalData:
     published: np.ndarray | None = None
     #: per row, the recording (shot, scene...) it comes from: rows of one group are near-duplicates
     groups: np.ndarray | None = None
+    #: per modality, its kind (image, spectrogram, vector, sequence); filled from the ranks where not declared
+    kinds: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
         n = len(self.labels)
         if not self.modalities:
             raise UserError(f"data set {self.name!r} has no modality")
+        unknown = sorted(set(self.kinds) - set(self.modalities))
+        if unknown:
+            raise UserError(f"data set {self.name!r}: kinds name modality {unknown[0]!r}, which it lacks")
         for m, arr in self.modalities.items():
-            if arr.ndim != 4:
-                raise UserError(f"data set {self.name!r}, modality {m!r}: expected N x C x H x W, got shape {arr.shape}")
+            kind = self.kinds.get(m) or infer_kind(arr.ndim)
+            if kind is None:
+                raise UserError(f"data set {self.name!r}, modality {m!r}: shape {arr.shape} is none of N x C x H x W "
+                                "(images), N x D (vectors), N x T x C x H x W or N x T x D (sequences)")
+            check_kind(self.name, m, kind, arr.shape)
+            self.kinds[m] = kind
             if min(arr.shape[1:]) < 1:
-                raise UserError(f"data set {self.name!r}, modality {m!r}: shape {arr.shape} has no channel or no "
-                                "pixel; every sample needs C >= 1 channels of H x W >= 1 x 1")
+                raise UserError(f"data set {self.name!r}, modality {m!r}: shape {arr.shape} has no channel or no pixel (an "
+                                "empty axis); every sample needs at least one value on each axis")
             if arr.shape[0] != n:
                 raise UserError(
                     f"data set {self.name!r}, modality {m!r}: {arr.shape[0]} rows but {n} labels; "
@@ -84,12 +97,21 @@ class MultiModalData:
     def n_classes(self) -> int:
         return len(self.class_names)
 
-    def channels(self) -> dict[str, int]:
-        return {m: int(a.shape[1]) for m, a in self.modalities.items()}
+    def sample(self, modality: str) -> SampleShape:
+        """One sample of ``modality``: its kind and shape."""
+        return SampleShape(self.kinds[modality], tuple(int(s) for s in self.modalities[modality].shape[1:]))
 
-    def image_size(self, modality: str) -> tuple[int, int]:
-        a = self.modalities[modality]
-        return int(a.shape[2]), int(a.shape[3])
+    def channels(self) -> dict[str, int]:
+        """C of each image modality (of a sequence's frames), D of each vector modality."""
+        return {m: self.sample(m).channels for m in self.modalities}
+
+    def image_size(self, modality: str) -> tuple[int, int] | None:
+        """H x W of an image modality (of a sequence's frames); None for vectors."""
+        return self.sample(modality).image_size
+
+    def declared_kinds(self) -> dict[str, str]:
+        """The kinds that differ from what the ranks imply (a spectrogram): what the content hash adds."""
+        return {m: k for m, k in sorted(self.kinds.items()) if k != infer_kind(self.modalities[m].ndim)}
 
     def fingerprint(self) -> str:
         """A hash of the content trained on: every array's bytes, labels, class names, the rich modality
@@ -113,9 +135,12 @@ class ContentHasher:
     """The content hash of :meth:`MultiModalData.fingerprint`, fed array by array or block by block, so that
     a cache on disk hashes to what its arrays in memory hash to without being held in memory."""
 
-    def __init__(self, class_names: list[str], rich: str, labels: np.ndarray) -> None:
+    def __init__(self, class_names: list[str], rich: str, labels: np.ndarray, kinds: dict[str, str] | None = None) -> None:
         self.h = hashlib.blake2b(digest_size=16)
-        self.h.update(json.dumps({"classes": list(class_names), "rich": rich}).encode())
+        head = {"classes": list(class_names), "rich": rich}
+        if kinds:  # declared kinds only: every data set from before kinds keeps its hash
+            head["kinds"] = dict(sorted(kinds.items()))
+        self.h.update(json.dumps(head).encode())
         self.array(np.asarray(labels))
 
     def begin(self, name: str | None, dtype: np.dtype, shape: tuple[int, ...]) -> None:
@@ -138,14 +163,19 @@ class ContentHasher:
 
 
 def content_hash(data: MultiModalData) -> str:
-    hasher = ContentHasher(data.class_names, data.rich, data.labels)
+    hasher = ContentHasher(data.class_names, data.rich, data.labels, data.declared_kinds())
     for m in sorted(data.modalities):
         hasher.array(data.modalities[m], m)
-    for r, split in sorted((data.splits or {}).items()):
+    hash_splits(hasher, data.splits)
+    return hasher.hexdigest()
+
+
+def hash_splits(hasher: ContentHasher, splits) -> None:
+    """Shipped splits (official index files, published permutations) join the content hash, in repetition order."""
+    for r, split in sorted((splits or {}).items()):
         hasher.h.update(f"split{r}".encode())
         for part in (split.train, split.val, split.test):  # type: ignore[attr-defined]
             hasher.array(np.asarray(part, dtype=np.int64))
-    return hasher.hexdigest()
 
 
 def read_npy(path: Path, fix: str, mmap: bool = False, numeric: bool = True) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 
 from cmkd.errors import UserError
 
-from .base import ContentHasher, MultiModalData, check_finite, integer_labels, read_npy
+from .base import ContentHasher, MultiModalData, check_finite, hash_splits, integer_labels, read_npy
 from .npyfile import RowFile
 
 MANIFEST = "manifest.json"
@@ -109,14 +109,21 @@ def write_cache(out: str | Path, data: MultiModalData, meta: dict[str, Any]) -> 
         for m, arr in data.modalities.items():
             np.save(tmp / f"{m}.npy", arr)
         write_small(tmp, data.labels, data.published, data.groups)
+        if data.splits and data.meta.get("split_source"):  # a data set's own per-repetition permutations
+            orders = [np.concatenate([s.train, s.val, s.test]) for _, s in sorted(data.splits.items())]
+            np.save(tmp / PERMUTATIONS_FILE, np.stack(orders).astype(np.int64))
+            meta = {**meta, "split_source": data.meta["split_source"]}
         shapes = {m: a.shape for m, a in data.modalities.items()}
+        kinds = {"kinds": data.declared_kinds()} if data.declared_kinds() else {}
         write_manifest(tmp, manifest_for(data.name, data.class_names, data.rich, data.labels, shapes,
-                                         checksum(data.modalities, data.labels), meta))
+                                         checksum(data.modalities, data.labels), {**meta, **kinds}))
     return Path(out)
 
 
 CONTENT_FILE = "content.json"
 PUBLISHED_FILE, GROUPS_FILE = "published_split.npy", "groups.npy"
+#: a data set's own split permutations, one row per repetition (MST-Distill's index CSVs)
+PERMUTATIONS_FILE = "permutations.npy"
 REPREPARE = "run cmkd prepare again into a new folder"
 
 
@@ -183,11 +190,20 @@ def read_cache(root: str | Path, expected_dataset: str | None = None, verify: bo
     for key, name in (("published", PUBLISHED_FILE), ("groups", GROUPS_FILE)):
         if (root / name).is_file():
             extra[key] = np.asarray(read_npy(root / name, REPREPARE)).astype(np.int8 if key == "published" else np.int64)
+    splits = None
+    if (root / PERMUTATIONS_FILE).is_file():
+        from .splits import PermutationSplits
+
+        orders = np.asarray(read_npy(root / PERMUTATIONS_FILE, REPREPARE)).astype(np.int64)
+        splits = PermutationSplits(len(labels), list(orders))
+    meta = {"manifest": manifest, "options": dict(manifest.get("options", {}))}
+    if splits is not None:
+        meta["split_source"] = f"{manifest.get('split_source', 'shipped permutations')}, kept in the cache"
     data = MultiModalData(name=dataset, modalities=mods, labels=labels, class_names=class_names, rich=rich,
-                          meta={"manifest": manifest, "options": dict(manifest.get("options", {}))}, **extra)
+                          meta=meta, kinds=dict(manifest.get("kinds", {})), splits=splits, **extra)
     content = None if verify else read_content(root, manifest)
     if content is None:
-        content_hash, check = scan_cache(root, manifest, labels)
+        content_hash, check = scan_cache(root, manifest, labels, splits)
         if verify and check != manifest.get("checksum"):
             raise UserError(f"{root}: checksum mismatch; the cache was modified, {REPREPARE}")
         content = write_content(root, manifest, content_hash)
@@ -200,9 +216,10 @@ def cache_files(manifest: dict) -> list[str]:
     return [f"{m}.npy" for m in manifest["shapes"]] + ["labels.npy"]
 
 
-def scan_cache(root: Path, manifest: dict, labels: np.ndarray) -> tuple[str, str]:
-    """(content hash, checksum) of a cache's files, read a block of rows at a time; every value checked finite."""
-    hasher, check = ContentHasher(manifest["class_names"], manifest["rich"], labels), Checksum(labels)
+def scan_cache(root: Path, manifest: dict, labels: np.ndarray, splits=None) -> tuple[str, str]:
+    """(content hash, checksum) of a cache's files, read a block of rows at a time; every value checked finite.
+    ``splits``: shipped splits, hashed as :func:`content_hash` hashes them (the cache hashes as its source)."""
+    hasher, check = ContentHasher(manifest["class_names"], manifest["rich"], labels, manifest.get("kinds")), Checksum(labels)
     for m in sorted(manifest["shapes"]):
         with RowFile(root / f"{m}.npy") as f:
             hasher.begin(m, f.dtype, f.shape)
@@ -211,6 +228,7 @@ def scan_cache(root: Path, manifest: dict, labels: np.ndarray) -> tuple[str, str
                 check_finite(manifest["dataset"], m, start, block)
                 hasher.update(block)
                 check.update(block)
+    hash_splits(hasher, splits)
     return hasher.hexdigest(), check.hexdigest()
 
 

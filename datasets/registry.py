@@ -40,6 +40,11 @@ class DatasetAdapter(ABC):
     #: ``cmkd bench --dry-run`` plans with when the data are not on disk (None: unknown, the data are needed)
     declared_samples: ClassVar[int | None] = None
     declared_image_size: ClassVar[int | None] = None
+    #: per modality, one sample's published shape, where the modalities are not all square images of
+    #: ``declared_image_size`` (vectors, sequences, unequal sizes); with ``declared_samples``, what a dry run plans with
+    declared_sample_shapes: ClassVar[dict[str, tuple[int, ...]]] = {}
+    #: the kinds the data set declares where its ranks do not say them (a 4-D spectrogram: ``cmkd.datasets.kinds``)
+    kinds: ClassVar[dict[str, str]] = {}
     #: channel names per modality, in array order (a model's sidecar lists them for its users)
     channel_names: ClassVar[dict[str, list[str]]] = {}
 
@@ -67,14 +72,16 @@ class DatasetAdapter(ABC):
         """Whether the data can be loaded without error (no compute)."""
         return True
 
-    def declared_shape(self) -> tuple[int, dict[str, tuple[int, int]]] | None:
-        """(samples, image size per modality) as published, with these options; None when not declared."""
+    def declared_shape(self) -> tuple[int, dict[str, tuple[int, ...]]] | None:
+        """(samples, one sample's shape per modality) as published, with these options; None when not declared."""
         if self.declared_samples is None:
             return None
+        if self.declared_sample_shapes:
+            return self.declared_samples, dict(self.declared_sample_shapes)
         side = int(self.options.get("image_size") or 0) or self.declared_image_size
         if not side:
             return None
-        return self.declared_samples, {m: (side, side) for m in self.modality_channels()}
+        return self.declared_samples, {m: (c, side, side) for m, c in self.modality_channels().items()}
 
     def check(self) -> None:
         """Raise :class:`UserError` naming what is missing, before any compute starts."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,3 +136,51 @@ def published_split(part: np.ndarray, labels: np.ndarray, repetition: int,
         train = np.sort(np.concatenate(keep)).astype(np.int64)
         val = np.sort(np.concatenate(carved)).astype(np.int64)
     return Split(train.astype(np.int64), val.astype(np.int64), test.astype(np.int64), repetition)
+
+
+# ---- a data set's own per-repetition permutations (MST-Distill's metadata/<NAME>_indices.csv) -------------------
+#: ``indices_gen.py``'s seed and group count
+MST_SEED, MST_GROUPS = 19980427, 20
+
+
+def mst_split(order: np.ndarray, repetition: int) -> Split:
+    """MST-Distill's ``get_indices``: 60/20/20 cuts of one permutation, computed as its code computes them."""
+    n = len(order)
+    a, b = int(n * 0.6), int(n * 0.8)
+    return Split(np.asarray(order[:a], np.int64), np.asarray(order[a:b], np.int64), np.asarray(order[b:], np.int64),
+                 repetition)
+
+
+class PermutationSplits(Mapping):
+    """Repetition r -> :func:`mst_split` of permutation r: read from an index CSV's ``group_r`` columns, or
+    regenerated (``generated``: then every repetition exists, the first 20 being ``indices_gen.py``'s)."""
+
+    def __init__(self, n: int, columns: list[np.ndarray] | None = None) -> None:
+        self.n, self.columns = n, columns
+        self._cache: dict[int, Split] = {}
+
+    @property
+    def generated(self) -> bool:
+        return self.columns is None
+
+    def __getitem__(self, r: int) -> Split:
+        if r not in self:
+            raise KeyError(r)
+        if r not in self._cache:
+            if self.columns is not None:
+                order = self.columns[r]
+            else:
+                rng = np.random.RandomState(MST_SEED)  # the legacy global generator np.random.seed seeds
+                for _ in range(r + 1):
+                    order = rng.permutation(self.n)
+            self._cache[r] = mst_split(order, r)
+        return self._cache[r]
+
+    def __contains__(self, r: object) -> bool:
+        return isinstance(r, (int, np.integer)) and 0 <= int(r) and (self.generated or int(r) < len(self.columns))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(MST_GROUPS if self.columns is None else len(self.columns)))
+
+    def __len__(self) -> int:
+        return MST_GROUPS if self.columns is None else len(self.columns)

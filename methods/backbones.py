@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from cmkd.archs import POOL, STAGE_NAMES, forward_stages, get_arch, stage_shapes
 from cmkd.archs.base import ALIASES, canonical_stage
 from cmkd.archs.choice import ArchChoice
+from cmkd.archs.sequence import TemporalMean
 from cmkd.errors import UserError
 
 #: torchvision's ResNet-18 base width (the paper's network)
@@ -27,34 +28,60 @@ STAGES = (*STAGE_NAMES, POOL)
 STAGE_CHOICES = (*STAGE_NAMES, *ALIASES)
 
 
+#: the default network per input kind: resnet18 (the paper's) for images, mlp for vectors
+KIND_DEFAULT = {"image": "resnet18", "vector": "mlp"}
+
+
 def arch_name(info, modality: str, teacher: bool = False) -> str:
-    """The architecture of ``modality``'s encoder in this trial's network (or its teacher's)."""
-    return ArchChoice.parse(info.teacher_arch if teacher else info.arch).for_modality(modality)
+    """The architecture of ``modality``'s encoder (of one frame, for a sequence) in this trial's network (or its
+    teacher's): its ``MODALITY=NAME``, else the bare name. Where that bare name is the default (resnet18), a
+    vector modality gets ``mlp`` instead; any other name is taken as given, and one that cannot read the
+    modality is refused in one line by :func:`check_encoders` (``--arch mlp`` on images, say)."""
+    choice = ArchChoice.parse(info.teacher_arch if teacher else info.arch)
+    name = choice.for_modality(modality)
+    if modality in dict(choice.per_modality) or name != KIND_DEFAULT["image"]:
+        return name
+    return KIND_DEFAULT["image" if info.sample(modality).image_size is not None else "vector"]
 
 
 def encoder_for(info, modality: str, teacher: bool = False) -> nn.Module:
-    """A randomly initialised encoder for ``modality`` of the architecture the trial (or its teacher) names."""
-    return get_arch(arch_name(info, modality, teacher)).build(info.channels[modality], info.image_sizes.get(modality),
-                                                               info.width)
+    """A randomly initialised encoder for ``modality`` of the architecture the trial (or its teacher) names;
+    for a sequence, that architecture on every frame, averaged over time (:class:`TemporalMean`)."""
+    sample = info.sample(modality)
+    frame = get_arch(arch_name(info, modality, teacher)).build(sample.channels, sample.image_size, info.width)
+    return TemporalMean(frame) if sample.kind == "sequence" else frame
 
 
 def check_encoders(info, modalities, teacher: bool = False) -> None:
     """Refuse, before anything is built, an architecture that cannot take a modality's input."""
     for m in modalities:
-        get_arch(arch_name(info, m, teacher)).check(info.channels[m], info.image_sizes.get(m), info.width)
+        sample = info.sample(m)
+        get_arch(arch_name(info, m, teacher)).check(sample.channels, sample.image_size, info.width)
 
 
 def stage_names(info, modality: str, teacher: bool = False) -> list[str]:
     """The cross-family names of the maps ``modality``'s encoder provides, in depth order (``pool`` not
-    included; empty for a vector encoder)."""
+    included; empty for a vector encoder and for a sequence, whose maps are per frame)."""
+    if info.sample(modality).kind == "sequence":
+        return []
     return list(get_arch(arch_name(info, modality, teacher)).stages(info.width))
 
 
 def stage_shape(info, modality: str, stage: str, teacher: bool = False) -> tuple[int, ...]:
-    """(channels, height, width) of ``stage`` of ``modality``'s encoder for one input (meta device: free)."""
-    shapes = stage_shapes(lambda: encoder_for(info, modality, teacher), info.channels[modality],
-                          info.image_sizes.get(modality), (stage,))
-    return shapes[stage]
+    """(channels, height, width) of ``stage`` of ``modality``'s encoder for one input (meta device: free);
+    ``(D,)`` for ``pool``. A sequence's pooled width is its frame encoder's."""
+    sample = info.sample(modality)
+    build = lambda: get_arch(arch_name(info, modality, teacher)).build(sample.channels, sample.image_size,  # noqa: E731
+                                                                        info.width)
+    if sample.kind == "sequence" and stage != POOL:
+        raise UserError(f"modality {modality!r} is a sequence: its encoder has no stage {stage!r} (only {POOL}); "
+                        "use a method that distils logits or pooled features")
+    known = stage_names(info, modality, teacher)
+    if stage != POOL and canonical_stage(stage) not in known:
+        raise UserError(f"the {arch_name(info, modality, teacher)} encoder of {modality!r} ({sample.kind}) has no "
+                        f"stage {stage!r} (it has {', '.join([*known, POOL])}); use a method that distils logits or pooled "
+                        "features, or a network with that stage")
+    return stage_shapes(build, sample.channels, sample.image_size, (stage,))[stage]
 
 
 def feature_dim_of(info, modality: str, teacher: bool = False) -> int:

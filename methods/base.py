@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from cmkd.archs import DEFAULT_ARCH
+from cmkd.datasets.kinds import SampleShape
 from cmkd.errors import UserError, nearest
 
 from .options import validate
@@ -40,6 +41,18 @@ class DataInfo:
     #: one per modality); resnet18 is the paper's
     arch: str = DEFAULT_ARCH
     teacher_arch: str = DEFAULT_ARCH
+    #: per modality, its kind and one sample's shape (:mod:`cmkd.datasets.kinds`); empty in records from
+    #: before kinds, whose modalities are all images (``channels`` x ``image_sizes``)
+    kinds: dict[str, str] = dataclasses.field(default_factory=dict)
+    shapes: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+
+    def sample(self, modality: str) -> SampleShape:
+        """One sample of ``modality``: its kind and shape (what an encoder is built for)."""
+        if modality in self.shapes:
+            return SampleShape(self.kinds.get(modality, "image"), tuple(self.shapes[modality]))
+        if modality not in self.image_sizes:  # described before kinds: a modality without an image size is a vector
+            return SampleShape("vector", (self.channels[modality],))
+        return SampleShape("image", (self.channels[modality], *self.image_sizes[modality]))
 
 
 @dataclass

@@ -31,10 +31,6 @@ class MultiModalTeacher(Method):
 
         if len(info.channels) < 2:
             raise UserError(f"teacher-mm needs at least two modalities; {info.name!r} has {list(info.channels)}")
-        if len(set(info.image_sizes.values())) > 1:
-            raise UserError(
-                f"teacher-mm augments modalities jointly and needs equal image sizes; got {info.image_sizes}"
-            )
 
     def loss(self, batch: Batch, epoch: int) -> tuple[Tensor, dict[str, Tensor]]:
         ce = F.cross_entropy(self.net(batch.x), batch.y)

@@ -144,12 +144,22 @@ def cells_from_results(rows: pd.DataFrame, selection: str = "best-val", metric: 
         mods = sorted(set(sub.modality) - {FUSED, None}, key=lambda m: (m != rich, m))
         if rich is None and mods:
             rich = mods[0]
+        own = entry_network(sub)
         for r in sub.itertuples():
             for pair in (r.pairs.split(";") if r.pairs else [DEFAULT_PAIR]):
                 base = {"dataset": pair_key(ds, pair) if shown else ds, "seed": int(r.seed), "f1": 100 * float(r.test_f1),
                         "trial_id": getattr(r, "trial_id", "")}
-                out += [{**base, **place} for place in _places(r, rich, mods, pair)]
+                placed = f"{own}->{own}" if pair == DEFAULT_PAIR else pair
+                out += [{**base, **place} for place in _places(r, rich, mods, placed)]
     return pd.DataFrame(out)
+
+
+def entry_network(rows: pd.DataFrame) -> str:
+    """The network of one data-set entry's default-pair trials: resnet18, or the entry's own ``arch`` (a data set
+    benchmarked with its papers' backbone, e.g. LeNet-5 on AV-MNIST), which every one of those trials then has."""
+    default = rows[[DEFAULT_PAIR in (p.split(";") if p else [DEFAULT_PAIR]) for p in rows.pairs]]
+    archs = set(default.arch) | set(default.teacher_arch[default.scenario.isin(["cross-modal", "multi-modal"])])
+    return archs.pop() if len(archs) == 1 else DEFAULT_ARCH
 
 
 def _places(r, rich: str, mods: list[str], pair: str = DEFAULT_PAIR) -> list[dict]:

@@ -97,8 +97,10 @@ def model_card(sidecar: dict[str, Any], costs: dict[str, float], teacher: str, c
              "| | |", "|---|---|"]
     for spec in inputs:
         norm = spec.get("normalisation") or spec.get("normalisation_note", "none")
+        size = f"{' x '.join(map(str, spec['image_size']))} px" if spec.get("kind", "image") in ("image", "spectrogram") else \
+            f"{spec.get('kind', 'vector')} of shape {' x '.join(map(str, spec.get('shape') or []))}"
         lines.append(f"| input `{spec['modality']}` | {spec['channels']} channel(s) "
-                     f"({', '.join(spec.get('channel_order') or []) or 'unnamed'}), {' x '.join(map(str, spec['image_size']))} px, "
+                     f"({', '.join(spec.get('channel_order') or []) or 'unnamed'}), {size}, "
                      f"{spec.get('layout', 'N x C x H x W')}; normalisation: {json.dumps(norm) if isinstance(norm, dict) else norm} |")
     names = sidecar.get("class_names") or []
     lines += [f"| output | logits over {len(names)} classes: {', '.join(map(str, names))} |",

@@ -250,8 +250,8 @@ def test_cmkd_archs_lists_every_entry_with_counted_params_and_flops():
     r = cmkd("archs", "--channels", "1", "--image-size", "16")
     assert r.returncode == 0, r.stderr
     lines = {line.split()[0]: line for line in r.stdout.splitlines() if line and line.split()[0] in ARCHS}
-    assert set(lines) | {"convnext_tiny"} == set(ARCHS)  # ConvNeXt refuses 16 px, and says so on stderr
-    assert "convnext_tiny" in r.stderr and "at least 32 px" in r.stderr
+    assert set(lines) | {"convnext_tiny", "lenet5"} == set(ARCHS)  # ConvNeXt and LeNet-5 refuse 16 px, on stderr
+    assert "convnext_tiny" in r.stderr and "at least 32 px" in r.stderr and "lenet5" in r.stderr
     net = get_arch("resnet8x4").build(1, (16, 16))
     assert f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f}" in lines["resnet8x4"]
 

@@ -41,7 +41,8 @@ def test_kd_student_exports_and_predicts_softmax_of_its_logits_as_csv(teachers, 
     model = Path(res.exports["depth"])
     assert model.name == "model_depth.pt2" and model.with_suffix(".json").is_file()
     sidecar = json.loads(model.with_suffix(".json").read_text())
-    assert sidecar["inputs"] == [{"modality": "depth", "channels": 1, "image_size": [16, 16], "channel_order": ["depth[0]"],
+    assert sidecar["inputs"] == [{"modality": "depth", "kind": "image", "shape": [1, 16, 16], "channels": 1,
+                                  "image_size": [16, 16], "channel_order": ["depth[0]"],
                                   "normalisation": None, "layout": "N x C x H x W, float32",
                                   "normalisation_note": sidecar["inputs"][0]["normalisation_note"]}]
     assert sidecar["method"] == "kdv1" and sidecar["class_names"] == data.class_names and sidecar["model"] == model.name

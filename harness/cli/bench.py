@@ -105,7 +105,7 @@ def kept_note(summary) -> str:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="run the benchmark (default profile: quick, the built-in data) with Ray Tune")
-    p.add_argument("--profile", default="quick", help="quick (default, synthetic data), paper, smoke")
+    p.add_argument("--profile", default="quick", help="quick (default, synthetic data), paper, smoke, mst (MST-Distill's data sets)")
     p.add_argument("--config", help="a TOML file overriding the profile")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (TOML value), e.g. train.epochs=3")
     p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")

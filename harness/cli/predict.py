@@ -60,7 +60,7 @@ def read_sidecar(model: Path) -> dict:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
         for spec in meta["inputs"]:
-            spec["channels"], spec["modality"], list(spec["image_size"])
+            spec["channels"], spec["modality"], list(spec.get("shape") or spec["image_size"])
     except (ValueError, KeyError, IndexError, TypeError):
         raise UserError(f"{path} is not a cmkd model sidecar (written by an older cmkd?); export the model again "
                         "with cmkd export TRIAL_DIR") from None
@@ -92,8 +92,9 @@ def _read_image(path: Path) -> np.ndarray:
     return (arr[None] if arr.ndim == 2 else arr).astype(np.float32)
 
 
-def read_input(src: Path) -> tuple[np.ndarray, list[str]]:
-    """(N x C x H x W array, one name per row) from an .npy batch, one image, or a folder of them."""
+def read_input(src: Path, sample_rank: int = 3) -> tuple[np.ndarray, list[str]]:
+    """(N x one sample array, one name per row) from an .npy batch (or one sample of rank ``sample_rank``), one
+    image, or a folder of them. Vectors and sequences come as .npy only."""
     if src.is_dir():
         files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
@@ -116,11 +117,14 @@ def read_input(src: Path) -> tuple[np.ndarray, list[str]]:
     if src.suffix.lower() == ".npy":
         from cmkd.datasets.base import read_npy
 
-        arr = read_npy(src, "pass a .npy array N x C x H x W of numbers")
-        if arr.ndim == 3:
+        from cmkd.harness.engine.deploy import LAYOUTS
+
+        layout = LAYOUTS[sample_rank]
+        arr = read_npy(src, f"pass a .npy array {layout} of numbers")
+        if arr.ndim == sample_rank:
             arr = arr[None]
-        if arr.ndim != 4:
-            raise UserError(f"{src}: expected an array N x C x H x W (or C x H x W), got shape {arr.shape}")
+        if arr.ndim != sample_rank + 1:
+            raise UserError(f"{src}: expected an array {layout} (or one sample, {layout[4:]}), got shape {arr.shape}")
         return arr.astype(np.float32, copy=False), [str(i) for i in range(len(arr))]
     if src.suffix.lower() in IMAGE_SUFFIXES:
         return _read_image(src)[None], [src.name]
@@ -131,9 +135,18 @@ def read_input(src: Path) -> tuple[np.ndarray, list[str]]:
 def check_and_normalise(arr: np.ndarray, spec: dict, src: str, normalized: bool) -> np.ndarray:
     """Refuse an input the model cannot read, in one line naming what differs; apply the training-time
     normalisation unless ``normalized``."""
-    m, c, size = spec["modality"], spec["channels"], list(spec["image_size"])
+    m, c, size = spec["modality"], spec["channels"], list(spec["image_size"] or [])
     if len(arr) == 0:
         raise UserError(f"{src}: the input holds no sample (shape {tuple(arr.shape)}); pass one sample at least")
+    if spec.get("kind", "image") not in ("image", "spectrogram"):
+        if list(arr.shape[1:]) != list(spec["shape"]):
+            raise UserError(f"{src}: the model reads {spec['kind']} samples of shape {tuple(spec['shape'])} for {m} "
+                            f"({spec['layout']}), the input's samples are {tuple(arr.shape[1:])}")
+        arr = np.asarray(arr)
+        if not np.isfinite(arr).all():
+            raise UserError(f"{src}: values NaN or infinite; the model's answer to them would be NaN: fix or drop "
+                            "those samples")
+        return np.ascontiguousarray(arr, dtype=np.float32)
     if arr.shape[1] != c:
         order = spec.get("channel_order") or []
         raise UserError(f"{src}: the model reads {c} channel(s) of {m}{' (' + ', '.join(order) + ')' if order else ''}, "
@@ -203,7 +216,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     paths = _inputs_by_modality(args.input, specs)
     arrays, names = [], None
     for spec in specs:  # everything is read and checked before the model is loaded or run
-        arr, row_names = read_input(Path(paths[spec["modality"]]))
+        arr, row_names = read_input(Path(paths[spec["modality"]]), len(spec.get("shape") or [0, 0, 0]))
         arrays.append(check_and_normalise(arr, spec, paths[spec["modality"]], args.normalized))
         if names is not None and len(row_names) != len(names):
             raise UserError(f"the inputs hold {len(names)} and {len(row_names)} samples: pass one per modality and sample")

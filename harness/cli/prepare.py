@@ -11,6 +11,7 @@ from cmkd.errors import UserError
 def cmd_prepare(args: argparse.Namespace) -> int:
     from cmkd.datasets import get_dataset
     from cmkd.datasets.build import Laps, prepare_cache
+    from cmkd.datasets.mst import MSTDataset
     from cmkd.datasets.real_base import RealDataset
 
     from .main import parse_pairs
@@ -22,6 +23,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be 1 or more, got {args.workers}")
     adapter = get_dataset(args.dataset, root=args.root, **opts)
+    if isinstance(adapter, MSTDataset):
+        return prepare_arrays(adapter, Path(args.out), laps)
     if not isinstance(adapter, RealDataset):
         raise UserError(f"{args.dataset!r} needs no preparation (it is generated or already arrays)")
     if Path(args.out).exists():
@@ -43,6 +46,30 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     for line in done.lines(args.dataset):
         print(line)
     print(f"train on it: cmkd train --dataset {args.dataset} --root {done.out} ...")
+    return 0
+
+
+def prepare_arrays(adapter, out: Path, laps) -> int:
+    """A data set released as whole arrays (MST-Distill's): read and normalised once as its code does, written as
+    a cache that every trial then memory-maps in place (its split permutations kept beside the arrays)."""
+    from cmkd.datasets.cache import is_cache, write_cache
+
+    if out.exists():
+        raise UserError(f"{out} exists; choose a new --out or remove it")
+    if is_cache(adapter.root):
+        raise UserError(f"{adapter.root} is already a prepared cache; train on it directly with --root")
+    adapter.check()
+    laps.lap("check")
+    data = adapter.load()
+    data.check_values()
+    laps.lap("read and normalise")
+    write_cache(out, data, {"source": str(Path(adapter.root).resolve()), "options": dict(adapter.options)})
+    laps.lap("write")
+    size = sum(a.nbytes for a in data.modalities.values()) / 2**30
+    print(f"prepared {adapter.name}: {data.n} samples, {', '.join(data.sample(m).describe() for m in data.modalities)}, "
+          f"{size:.2f} GiB in {out}")
+    print("  " + ", ".join(f"{k} {v:.1f} s" for k, v in laps.phases.items()))
+    print(f"train on it: cmkd train --dataset {adapter.name} --root {out} ...")
     return 0
 
 

@@ -36,23 +36,34 @@ def _apply(x: Tensor, u: Tensor) -> Tensor:
     return out
 
 
-def augment(xs: dict[str, Tensor], generator: torch.Generator, joint: bool) -> dict[str, Tensor]:
-    """Flip/rotate each modality's batch; ``joint`` gives every modality of a sample the same draw."""
+def augment(xs: dict[str, Tensor], generator: torch.Generator, joint: bool,
+            geometric: frozenset[str] | None = None) -> dict[str, Tensor]:
+    """Flip/rotate each modality's batch; ``joint`` gives every modality of a sample the same draw.
+    Only the modalities in ``geometric`` (default: all) change: the rule means nothing for a vector, a
+    spectrogram's frequency and time axes or a sequence. The others still consume their draws, so which
+    modalities are images never shifts the random stream of the rest."""
+    keep = (lambda m: True) if geometric is None else geometric.__contains__
     if joint:
         n = next(iter(xs.values())).shape[0]
         u = _draws(n, generator)
-        return {m: _apply(x, u) for m, x in xs.items()}
-    return {m: _apply(x, _draws(x.shape[0], generator)) for m, x in xs.items()}
+        return {m: _apply(x, u) if keep(m) else x for m, x in xs.items()}
+    out = {}
+    for m, x in xs.items():
+        u = _draws(x.shape[0], generator)
+        out[m] = _apply(x, u) if keep(m) else x
+    return out
 
 
-def strong_augment(xs: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
+def strong_augment(xs: dict[str, Tensor], generator: torch.Generator,
+                   geometric: frozenset[str] | None = None) -> dict[str, Tensor]:
     """A channel-agnostic strong view (MLKD's second view), the same geometry for every modality.
 
     The weak flip/rotation rule (one draw per sample, shared by the modalities so that a teacher's
     view matches its student's), then per sample: contrast scaled by U(0.6, 1.4) around the mean,
     brightness shifted by N(0, 0.2) standard deviations, Gaussian noise of 0.1 standard deviations,
     and a zero-filled square cutout of side U(0, 0.5) x the image side. Unlike PIL-based
-    RandAugment it works on any channel count (depth, SAR, 13-band MS, thermal).
+    RandAugment it works on any channel count (depth, SAR, 13-band MS, thermal). A modality not in
+    ``geometric`` (default: all) is passed as it is: no photometric rule is defined for it here.
     """
     first = next(iter(xs.values()))
     n = first.shape[0]
@@ -62,6 +73,9 @@ def strong_augment(xs: dict[str, Tensor], generator: torch.Generator) -> dict[st
     cut = torch.rand(n, 3, generator=generator)
     out = {}
     for m, x in xs.items():
+        if geometric is not None and m not in geometric:
+            out[m] = x
+            continue
         dev = x.device
         v = _apply(x, u)
         mean = v.mean(dim=(1, 2, 3), keepdim=True)

@@ -43,12 +43,14 @@ def data_info(data: MultiModalData, width: int = 64, arch: str = DEFAULT_ARCH, t
     return DataInfo(
         name=data.name,
         channels=data.channels(),
-        image_sizes={m: data.image_size(m) for m in data.modalities},
+        image_sizes={m: data.image_size(m) for m in data.modalities if data.image_size(m) is not None},
         n_classes=data.n_classes,
         rich=data.rich,
         width=width,
         arch=arch,
         teacher_arch=teacher_arch,
+        kinds=dict(data.kinds),
+        shapes={m: data.sample(m).shape for m in data.modalities},
     )
 
 
@@ -72,4 +74,7 @@ def split_for(data: MultiModalData, repetition: int, rule: str = "official", pro
         return published_split(data.published, data.labels, repetition, data.groups)
     if data.splits and repetition in data.splits:
         return data.splits[repetition]  # type: ignore[return-value]
+    if data.splits and data.meta.get("split_source"):  # a data set whose protocol is its own permutations
+        raise UserError(f"data set {data.name!r} has {len(data.splits)} split(s) ({data.meta['split_source']}), none for "
+                        f"repetition {repetition}; use seeds 0..{len(data.splits) - 1}")
     return make_split(data.labels, repetition, rule)

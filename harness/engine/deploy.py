@@ -64,16 +64,23 @@ def describe_data(data, dataset: str) -> dict[str, Any]:
     source = str(data.meta.get("source", "generated" if dataset == "synthetic" else ""))
     inputs = {}
     for m, c in info.channels.items():
-        inputs[m] = {"modality": m, "channels": int(c), "image_size": list(info.image_sizes[m]),
+        sample = info.sample(m)
+        inputs[m] = {"modality": m, "kind": sample.kind, "shape": list(sample.shape), "channels": int(c),
+                     "image_size": list(sample.image_size) if sample.image_size else None,
                      "channel_order": channel_order(dataset, m, int(c)), "normalisation": normalisation(data.meta, m),
-                     "layout": "N x C x H x W, float32"}
+                     "layout": LAYOUTS[len(sample.shape)] + ", float32"}
         if inputs[m]["normalisation"] is None:
             inputs[m]["normalisation_note"] = (
                 "none applied by cmkd: feed values as the data set stores them"
                 + (f" ({source})" if source else ""))
     described = {k: v for k, v in asdict(info).items() if k not in ("arch", "teacher_arch")}  # the trial's, not the data's
-    return {"data_info": {**described, "image_sizes": {m: list(s) for m, s in info.image_sizes.items()}},
+    return {"data_info": {**described, "image_sizes": {m: list(s) for m, s in info.image_sizes.items()},
+                          "shapes": {m: list(s) for m, s in info.shapes.items()}},
             "inputs": inputs, "class_names": list(data.class_names)}
+
+
+#: a batch's layout by the rank of one sample
+LAYOUTS = {1: "N x D", 2: "N x T x D", 3: "N x C x H x W", 4: "N x T x C x H x W"}
 
 
 def data_info_from(deploy: dict[str, Any]):
@@ -81,6 +88,7 @@ def data_info_from(deploy: dict[str, Any]):
 
     d = dict(deploy["data_info"])
     d["image_sizes"] = {m: tuple(s) for m, s in d["image_sizes"].items()}
+    d["shapes"] = {m: tuple(s) for m, s in d.get("shapes", {}).items()}
     return DataInfo(**d)
 
 
@@ -122,7 +130,7 @@ def deployed_cost(method, key: str, device: torch.device) -> dict[str, float]:
     info = method.info
 
     def make_input(n: int):
-        xs = {m: torch.zeros(n, info.channels[m], *info.image_sizes[m], device=device) for m in mods}
+        xs = {m: torch.zeros(n, *info.sample(m).shape, device=device) for m in mods}
         if module is method:
             return xs
         return xs[mods[0]] if len(mods) == 1 and key in info.channels else xs
@@ -220,7 +228,7 @@ def export_outputs(folder: Path, spec, deploy: dict[str, Any], outputs: dict[str
         module, mods = rebuild(spec, info, key, weights)
         info_for = replace(info, arch=spec.arch)
         inputs = [deploy["inputs"][m] for m in mods]
-        examples = [torch.zeros(2, d["channels"], *d["image_size"]) for d in inputs]
+        examples = [torch.zeros(2, *(d.get("shape") or (d["channels"], *d["image_size"]))) for d in inputs]
         rec = outputs.get(key, {})
         sidecar = {"format": SIDECAR_FORMAT, "output": key, "inputs": inputs, "class_names": deploy["class_names"],
                    "returns": "logits N x classes (softmax gives class probabilities)",

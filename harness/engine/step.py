@@ -29,8 +29,9 @@ def optimise(method: Method, channels_last: bool = False, compile: bool = False)
 
 
 def nhwc(x: dict[str, Tensor] | None) -> dict[str, Tensor] | None:
-    """A batch's images in channels_last memory format (the same values)."""
-    return None if x is None else {m: v.contiguous(memory_format=torch.channels_last) for m, v in x.items()}
+    """A batch's images in channels_last memory format (the same values); vectors and sequences as they are."""
+    return None if x is None else {m: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
+                                   for m, v in x.items()}
 
 
 def train_step(method: Method, optimizer: torch.optim.Optimizer, batch: Batch, epoch: int, amp: bool = False,

@@ -283,6 +283,8 @@ class Engine:
         self.x = {m: torch.from_numpy(prep.data.modalities[m]).to(self.device) for m in inputs}
         self.y = torch.from_numpy(prep.data.labels).to(self.device)
         self.train_idx = torch.from_numpy(prep.split.train).to(self.device)
+        #: the modalities the flip/rotation rule applies to (images; not vectors, spectrograms or sequences)
+        self.geometric = frozenset(m for m in inputs if prep.data.sample(m).geometric)
         self.amp = bool(self.cfg.amp and self.device.type == "cuda")
 
     # ---- one epoch of training ------------------------------------------------------------
@@ -307,8 +309,8 @@ class Engine:
             else:
                 raw = {m: self.x[m][perms[m][start:start + bs]] for m in mods}
                 y, y_by = None, {m: self.y[perms[m][start:start + bs]] for m in mods}
-            xb = augment(raw, g, self.method.joint_augmentation and paired) if self.cfg.augment else raw
-            strong = strong_augment(raw, g) if self.method.wants_strong_view() else None
+            xb = augment(raw, g, self.method.joint_augmentation and paired, self.geometric) if self.cfg.augment else raw
+            strong = strong_augment(raw, g, self.geometric) if self.method.wants_strong_view() else None
             if self.cfg.channels_last:
                 xb, strong = nhwc(xb), nhwc(strong)
             yield Batch(x=xb, y=y, y_by_modality=y_by, strong=strong, index=index)

@@ -22,7 +22,9 @@ from cmkd.errors import UserError, check_fields, check_value, nearest
 from cmkd.harness.engine.spec import TrainConfig, data_key
 from cmkd.plugins import load_plugins
 
-PROFILES = ("quick", "paper", "smoke")
+#: the built-in profiles: one TOML file each in ``profiles/`` (the default first)
+PROFILES = tuple(sorted((f.name[:-5] for f in resources.files("cmkd.harness.sweep").joinpath("profiles").iterdir()
+                         if f.name.endswith(".toml")), key=lambda n: (n != "quick", n)))
 SCENARIOS = ("cross-modal", "multi-modal", "ablation")
 
 
@@ -33,6 +35,15 @@ class DatasetEntry:
     options: dict[str, Any] = field(default_factory=dict)
     #: tells apart two entries of one data set (other options: two table columns), e.g. "shared"
     label: str = ""
+    #: this entry's network (an ArchChoice text), teacher and student alike, where the benchmark's pairs are the
+    #: default: a data set whose own papers use another backbone (MST-Distill's LeNet-5 on AV-MNIST). "": the pairs'
+    arch: str = ""
+
+    def __post_init__(self) -> None:
+        if self.arch:
+            from cmkd.archs.choice import ArchChoice
+
+            object.__setattr__(self, "arch", str(ArchChoice.parse(self.arch, "a datasets entry's arch")))
 
     @property
     def key(self) -> str:
@@ -215,6 +226,9 @@ class BenchConfig:
         d["train"] = self.train.identity()
         if self.pairs == (ArchPair(),):  # the paper's pair, added later: absent, so that no earlier hash moves
             d.pop("pairs")
+        for entry in d["datasets"]:  # likewise an entry's arch, when it names none
+            if not entry["arch"]:
+                entry.pop("arch")
         if not self.pretrained:
             d.pop("pretrained")
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
@@ -238,15 +252,18 @@ class BenchConfig:
                 if not isinstance(d, dict) or "name" not in d:
                     raise UserError(f"a datasets entry must be a name or a table with a name, got {d!r}; "
                                     "e.g. datasets=[{name='synthetic', options={n_samples=420}}]")
-                bad = set(d) - {"name", "root", "options", "label"}
+                bad = set(d) - {"name", "root", "options", "label", "arch"}
                 if bad:
-                    raise UserError(f"unknown key {sorted(bad)[0]!r} in a datasets entry; valid: name, root, options, label")
+                    raise UserError(f"unknown key {sorted(bad)[0]!r} in a datasets entry; valid: name, root, options, "
+                                    "label, arch")
+                check_value("a datasets entry's arch", d.get("arch", ""), str)
                 check_value("a datasets entry's label", d.get("label", ""), str)
                 check_value("a datasets entry's name", d["name"], str)
                 check_value("a datasets entry's root", d.get("root"), str, optional=True)
                 if not isinstance(d.get("options", {}), dict):
                     raise UserError(f"a datasets entry's options must be a table, got {d['options']!r}")
-                entries.append(DatasetEntry(d["name"], d.get("root"), dict(d.get("options", {})), d.get("label", "")))
+                entries.append(DatasetEntry(d["name"], d.get("root"), dict(d.get("options", {})), d.get("label", ""),
+                                            d.get("arch", "")))
             data["datasets"] = tuple(entries)
         if "pairs" in data:
             listed = data["pairs"] if isinstance(data["pairs"], list) else [data["pairs"]]

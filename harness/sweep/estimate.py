@@ -35,8 +35,7 @@ def duration(seconds: float) -> str:
 def probe_batch(cfg: BenchConfig, entry: EntryInfo, device) -> int:
     """The trials' own batch, where a CPU step of it is cheap (small images: a small batch's per-step cost
     would be charged to every image, 10x too much for the default benchmark's 16 px); 16 on a CPU otherwise."""
-    h, w = entry.info.image_sizes[entry.info.rich]
-    if device.type == "cpu" and h * w > 64 * 64:
+    if device.type == "cpu" and math.prod(entry.info.sample(entry.info.rich).shape[-2:]) > 64 * 64:
         return min(cfg.train.batch_size, 16)
     return cfg.train.batch_size
 
@@ -72,7 +71,7 @@ def _timed_steps(entry: EntryInfo, batch: int, device) -> float:
     method = cls(info, info.rich, cls.Options()).to(device).train()
     opt = make_optimizer(method.param_groups(1e-4), 1e-4)
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, info.channels[info.rich], *info.image_sizes[info.rich], generator=g).to(device)
+    x = torch.rand(batch, *info.sample(info.rich).shape, generator=g).to(device)
     y = torch.randint(0, info.n_classes, (batch,), generator=g).to(device)
     times = []
     for i in range(4):
@@ -214,15 +213,15 @@ def plan_time(plan: list[PlannedTrial], infos: dict[str, EntryInfo], cfg: BenchC
             n_train = int(round(TRAIN_FRACTION * e.n_samples))
             where = f"declared {e.n_samples} samples, data not on disk"
         if cfg.per_image_ms:  # stated at 224 x 224, scaled by pixel count
-            h, w = e.info.image_sizes[e.info.rich]
-            per_image, src = cfg.per_image_ms / 1000 * h * w / REFERENCE_PIXELS, f"stated {cfg.per_image_ms:g} ms at 224x224, scaled"
+            sample = e.info.sample(e.info.rich)  # a sequence counts its frames' pixels; a vector counts as one pixel
+            pixels = math.prod(sample.image_size) * (sample.steps or 1) if sample.image_size else 1
+            per_image, src = cfg.per_image_ms / 1000 * pixels / REFERENCE_PIXELS, f"stated {cfg.per_image_ms:g} ms at 224x224, scaled"
         else:
             per_image, src = measure_image_seconds(e, probe_batch(cfg, e, device), device, threads(cfg, device)), \
                 f"measured on {device.type}"
         epoch_s[entry.key] = n_train * per_image * EVAL_OVERHEAD
-        side = "x".join(map(str, e.info.image_sizes[e.info.rich]))
         parts.append(f"{entry.key}: {n_train} training images ({where}) x {1000 * per_image:.2g} ms/image "
-                     f"({src}, {side} px {e.info.rich})")
+                     f"({src}, {_rich_text(e.info)})")
     cost = costs(plan, infos)
     seconds = {p.trial_id: cost[p.trial_id] * epoch_s[p.data_key] + TRIAL_OVERHEAD_S for p in plan}
     jobs = [Job(p.trial_id, seconds[p.trial_id], p.teacher_id, p.stage) for p in plan]
@@ -241,3 +240,11 @@ def plan_time(plan: list[PlannedTrial], infos: dict[str, EntryInfo], cfg: BenchC
         + "; ".join(parts) + f"; each method's declared cost relative to a student epoch; {TRIAL_OVERHEAD_S:g} s fixed "
         "per trial" + load_line + "; students start when their teacher ends; no failures or retries" + warn,
     ])
+
+
+def _rich_text(info) -> str:
+    """``16x16 px rgb`` for an image rich modality (as before kinds), else its kind and shape."""
+    sample = info.sample(info.rich)
+    if sample.kind == "image":
+        return f"{'x'.join(map(str, sample.image_size))} px {info.rich}"
+    return f"{sample.describe()} {info.rich}"

@@ -76,8 +76,14 @@ def network_cost(info: DataInfo, arch: str) -> float:
     choice = ArchChoice.parse(arch)
     if choice.is_default:
         return 1.0
-    ratios = [_flops(choice.for_modality(m), c, info.image_sizes[m], info.width)
-              / _flops(DEFAULT_ARCH, c, info.image_sizes[m], info.width) for m, c in info.channels.items()]
+    from cmkd.methods.backbones import KIND_DEFAULT, arch_name
+
+    named = replace(info, arch=str(choice))
+    ratios = []
+    for m, c in info.channels.items():  # against the kind's default network (resnet18 for images, mlp for vectors)
+        size = info.sample(m).image_size
+        ratios.append(_flops(arch_name(named, m), c, size, info.width)
+                      / _flops(KIND_DEFAULT["image" if size else "vector"], c, size, info.width))
     return sum(ratios) / len(ratios)
 
 
@@ -87,7 +93,8 @@ def _flops(name: str, channels: int, size: tuple[int, int], width: int) -> int:
     from cmkd.archs.cost import count
 
     cls = get_arch(name)
-    return max(1, count(lambda: cls.build(channels, size, width if cls.takes_width else 64), (channels, *size)).flops)
+    shape = (channels, *size) if size is not None else (channels,)
+    return max(1, count(lambda: cls.build(channels, size, width if cls.takes_width else 64), shape).flops)
 
 
 def costs(plan: list[PlannedTrial], infos: dict[str, "EntryInfo"] | None = None) -> dict[str, float]:
@@ -126,15 +133,25 @@ def entry_infos(cfg: BenchConfig, declared: bool = False) -> dict[str, EntryInfo
             adapter = get_dataset(entry.name, root=default_root(entry.name), **entry.options)
             shape = adapter.declared_shape()
             if not adapter.found() and shape is not None:
-                n, sizes = shape
-                chans = adapter.modality_channels()
-                out[entry.key] = EntryInfo(DataInfo(entry.name, chans, sizes, len(adapter.class_names), adapter.rich,
-                                                    cfg.train.width),
-                                           "", n, "declared")
+                n, shapes = shape
+                info = declared_info(entry.name, shapes, adapter.kinds, len(adapter.class_names), adapter.rich,
+                                     cfg.train.width)
+                out[entry.key] = EntryInfo(info, "", n, "declared")
                 continue
         data = load_data(entry.name, entry.root, entry.options)
         out[entry.key] = EntryInfo(data_info(data, cfg.train.width), data.fingerprint(), data.n, "data")
     return out
+
+
+def declared_info(name: str, shapes: dict[str, tuple[int, ...]], kinds: dict[str, str], n_classes: int, rich: str,
+                  width: int) -> DataInfo:
+    """The :class:`DataInfo` of a data set not on disk, from its published per-sample shapes."""
+    from cmkd.datasets.kinds import SampleShape, infer_kind
+
+    samples = {m: SampleShape(kinds.get(m) or infer_kind(len(s) + 1), tuple(s)) for m, s in shapes.items()}
+    return DataInfo(name, {m: s.channels for m, s in samples.items()},
+                    {m: s.image_size for m, s in samples.items() if s.image_size is not None}, n_classes, rich, width,
+                    kinds={m: s.kind for m, s in samples.items()}, shapes={m: s.shape for m, s in samples.items()})
 
 
 def _has_option(cls, name: str) -> bool:
@@ -169,7 +186,9 @@ class EntrySeedPlanner:
 
     def __init__(self, cfg: BenchConfig, entry: DatasetEntry, info: EntryInfo, seed: int,
                  pair: ArchPair = ArchPair(), checked: set | None = None) -> None:
-        self.cfg, self.entry, self.seed, self.pair = cfg, entry, seed, pair
+        self.cfg, self.entry, self.seed = cfg, entry, seed
+        #: the networks of this entry's trials: the pair's, or the entry's own arch where the pairs are the default
+        self.pair = ArchPair(entry.arch, entry.arch) if entry.arch and pair == ArchPair() else pair
         self.checked = checked if checked is not None else set()  # kinds of trial whose networks were checked
         self.info = info.info
         self.content = info.fingerprint  # trials are tied to the content planned on; workers check it
