@@ -187,6 +187,11 @@ def read_npy(path: Path, fix: str, mmap: bool = False, numeric: bool = True) -> 
         # copy-on-write: torch takes the map as it is (a read-only one it warns about), and pages stay shared
         arr = np.load(path, mmap_mode="c" if mmap else None, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
+        if "allow_pickle" in str(exc) or "Python objects" in str(exc):  # an object array: never unpickled
+            raise UserError(f"{path} is not a readable .npy array: it holds Python objects, not numbers (samples of "
+                            f"varying length, such as "
+                            f"clips of different frame counts, are saved so): refused, never unpickled; pad or cut "
+                            f"every sample to one length; {fix}") from None
         raise UserError(f"{path} is not a readable .npy array ({str(exc).splitlines()[0][:120]}): the file is "
                         f"truncated or corrupt; {fix}") from None
     if numeric and not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):

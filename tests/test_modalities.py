@@ -181,6 +181,16 @@ def test_ravdess_video_is_a_sequence_of_frames_normalised_per_channel_over_the_d
     assert np.corrcoef(data.modalities["video"].mean(axis=(1, 2, 3, 4)), lv)[0, 1] > 0.9  # still paired by level
 
 
+def test_a_sequence_of_varying_length_is_refused_never_unpickled(tmp_path):
+    mst_files.write_ravdess(tmp_path, 4, frames=3, side=8, mfcc=(15, 20))
+    ragged = np.empty(4, dtype=object)
+    for i, t in enumerate((3, 3, 2, 3)):
+        ragged[i] = np.zeros((t, 3, 8, 8), np.uint8)
+    np.save(tmp_path / "RAVDESS_preprocessed_npy" / "video_data.npy", ragged, allow_pickle=True)
+    with pytest.raises(UserError, match="holds Python objects.*varying length.*never unpickled"):
+        get_dataset("ravdess", root=str(tmp_path)).load()
+
+
 @pytest.mark.parametrize("files, message", [
     ("missing", "train_data.npy is missing: avmnist reads"),
     ("rows", "each row must hold 784 values"),
