@@ -212,6 +212,17 @@ def read_cache(root: str | Path, expected_dataset: str | None = None, verify: bo
     return data
 
 
+def check_cache_options(root: str | Path, name: str, given: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Refuse, in one line, options that differ from those the cache at ``root`` was prepared with."""
+    prepared = dict(read_manifest(root, name).get("options", {}))
+    differ = {k: v for k, v in given.items() if prepared.get(k, defaults.get(k)) != v}
+    if differ:
+        k, v = next(iter(differ.items()))
+        raise UserError(f"{root} is a cache prepared with {k}={prepared.get(k, defaults.get(k))!r}, "
+                        f"not {k}={v!r}: a cache's options cannot change; drop --data-opt {k}, or prepare "
+                        f"another cache with it (cmkd prepare {name} --data-opt {k}={v} ...)")
+
+
 def cache_files(manifest: dict) -> list[str]:
     return [f"{m}.npy" for m in manifest["shapes"]] + ["labels.npy"]
 

@@ -32,7 +32,7 @@ import numpy as np
 from cmkd.errors import UserError
 
 from .base import MultiModalData, integer_labels, read_npy
-from .cache import is_cache, read_cache, read_manifest
+from .cache import check_cache_options, is_cache, read_cache
 from .registry import DatasetAdapter, register_dataset
 from .splits import MST_GROUPS, MST_SEED, PermutationSplits, mst_split  # noqa: F401  (re-exported)
 
@@ -104,7 +104,8 @@ def load_pth_arrays(path: Path, fix: str) -> tuple[np.ndarray, ...]:
 
     if not path.is_file():
         raise UserError(f"{path} is missing; {fix}")
-    allowed = [np.ndarray, np.dtype, np.core.multiarray._reconstruct]
+    core = getattr(np, "_core", None) or np.core  # numpy 2 moved it; the pickle names whichever saved it
+    allowed = [np.ndarray, np.dtype, core.multiarray._reconstruct]
     allowed += [type(np.dtype(t)) for t in ("f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "?")]
     try:
         with torch.serialization.safe_globals(allowed):
@@ -172,12 +173,7 @@ class MSTDataset(DatasetAdapter):
     def load(self) -> MultiModalData:
         self.check()
         if is_cache(self.root):  # made by cmkd prepare: normalised, memory-mapped in place, its permutations kept
-            prepared = dict(read_manifest(self.root, self.name).get("options", {}))
-            differ = {k: v for k, v in self.options.items() if prepared.get(k, self.default_options[k]) != v}
-            if differ:
-                k, v = next(iter(differ.items()))
-                raise UserError(f"{self.root} is a cache prepared with {k}={prepared.get(k)!r}, not {k}={v!r}: prepare "
-                                f"another cache (cmkd prepare {self.name} --data-opt {k}={v} ...)")
+            check_cache_options(self.root, self.name, self.given, self.default_options)
             return read_cache(self.root, self.name)
         arrays, labels = self.read()
         n = len(labels)
@@ -203,7 +199,10 @@ class MSTDataset(DatasetAdapter):
 
     def labels_from(self, path: Path) -> np.ndarray:
         fix = f"{self.name} needs one integer label per sample"
-        labels = integer_labels(read_npy(path, fix), path, fix)
+        return self.checked_labels(integer_labels(read_npy(path, fix), path, fix), path)
+
+    def checked_labels(self, labels: np.ndarray, path: Path) -> np.ndarray:
+        """``labels``, refused in one line unless each indexes one of the declared classes."""
         if len(labels) and (labels.min() < 0 or labels.max() >= len(self.class_names)):
             raise UserError(f"{path}: labels must lie in 0..{len(self.class_names) - 1} ({len(self.class_names)} "
                             f"classes), found {labels.min()}..{labels.max()}")
@@ -308,10 +307,7 @@ class CrisisMMD(MSTDataset):
         for what, arr in (("visual features", visual), ("text features", text)):
             if arr.ndim != 2:
                 raise UserError(f"{path}: {what} must be N x D, got shape {arr.shape}; {fix}")
-        labels = integer_labels(labels, path, fix)
-        if len(labels) and (labels.min() < 0 or labels.max() >= len(self.class_names)):
-            raise UserError(f"{path}: labels must lie in 0..{len(self.class_names) - 1}, found {labels.min()}..{labels.max()}")
-        return {"visual": visual, "text": text}, labels
+        return {"visual": visual, "text": text}, self.checked_labels(integer_labels(labels, path, fix), path)
 
     def modality_channels(self) -> dict[str, int]:
         return dict(self.modalities)

@@ -18,7 +18,7 @@ import numpy as np
 from cmkd.errors import UserError
 
 from .base import MultiModalData
-from .cache import is_cache, read_cache, read_manifest
+from .cache import check_cache_options, is_cache, read_cache
 from .official import has_official, read_official
 from .preprocess import apply_stats, percentile_stats
 from .rows import RawListing, RawSample, decode_rows
@@ -91,13 +91,7 @@ class RealDataset(DatasetAdapter):
         self.check()
         src = self.source()
         if src == "cache":
-            prepared = dict(read_manifest(self.root, self.name).get("options", {}))
-            differ = {k: v for k, v in self.given.items() if prepared.get(k, self.default_options.get(k)) != v}
-            if differ:
-                k, v = next(iter(differ.items()))
-                raise UserError(f"{self.root} is a cache prepared with {k}={prepared.get(k, self.default_options.get(k))!r}, "
-                                f"not {k}={v!r}: a cache's options cannot change; drop --data-opt {k}, or prepare "
-                                f"another cache with it (cmkd prepare {self.name} --data-opt {k}={v} ...)")
+            check_cache_options(self.root, self.name, self.given, self.default_options)
             data = read_cache(self.root, self.name)
             missing = set(self.modality_channels()) - set(data.modalities)
             if missing:

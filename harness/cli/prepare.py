@@ -23,12 +23,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be 1 or more, got {args.workers}")
     adapter = get_dataset(args.dataset, root=args.root, **opts)
-    if isinstance(adapter, MSTDataset):
-        return prepare_arrays(adapter, Path(args.out), laps)
-    if not isinstance(adapter, RealDataset):
+    if not isinstance(adapter, (RealDataset, MSTDataset)):
         raise UserError(f"{args.dataset!r} needs no preparation (it is generated or already arrays)")
     if Path(args.out).exists():
         raise UserError(f"{args.out} exists; choose a new --out or remove it")
+    if isinstance(adapter, MSTDataset):
+        return prepare_arrays(adapter, Path(args.out), laps)
     adapter.check()
     if adapter.source() != "raw":
         raise UserError(f"{args.root} holds a {adapter.source()} copy of {args.dataset}, not its raw layout; "
@@ -54,8 +54,6 @@ def prepare_arrays(adapter, out: Path, laps) -> int:
     a cache that every trial then memory-maps in place (its split permutations kept beside the arrays)."""
     from cmkd.datasets.cache import is_cache, write_cache
 
-    if out.exists():
-        raise UserError(f"{out} exists; choose a new --out or remove it")
     if is_cache(adapter.root):
         raise UserError(f"{adapter.root} is already a prepared cache; train on it directly with --root")
     adapter.check()
