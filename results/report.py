@@ -83,7 +83,7 @@ def stats_frame(rows: pd.DataFrame, tables: tuple[int, ...] = (1, 2, 3, 4), sele
                         "selection": selection, "metric": metric, "n": len(v), "mean": float(v.mean()),
                         "std": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
                         "ci95_low": c.ci[0] if c.ci else float("nan"), "ci95_high": c.ci[1] if c.ci else float("nan"),
-                        "p_vs_student": c.p_value, "p_holm": c.p_holm, "significant": c.significant}
+                        "diff_vs_student": c.diff, "p_vs_student": c.p_value, "p_holm": c.p_holm, "significant": c.significant}
                 for sel, cells in others.items():
                     w = cells[(cells.table == n) & (cells.row == key) & (cells.dataset == col[0]) & (cells.column == col[1])].f1
                     tag = sel.replace("-", "_")
@@ -130,7 +130,7 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
             missing.append(f"table {n}: {len(gaps)} missing cell(s), e.g. {', '.join(gaps[:3])}")
         mismatches += t.average_mismatches()
     no_paper = paper_gaps(cells, paper)
-    notes = [cells_note(selection, metric), *no_paper, *diverged_notes(rows)]
+    notes = [cells_note(selection, metric), *seeds_notes(cells, tables), *no_paper, *diverged_notes(rows)]
     if mismatches:
         notes.append("Avg as printed in the paper; where it differs from the mean of the printed cells: "
                      + "; ".join(mismatches) + " (the paper presumably averaged unrounded values).")
@@ -143,8 +143,25 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
         write_statistics(rows, out, tables, selection, echo, metric)
     for m in missing:
         echo(f"missing: {m}")
-    for m in mismatches + no_paper + diverged_notes(rows):
+    for m in mismatches + seeds_notes(cells, tables) + no_paper + diverged_notes(rows):
         echo(f"note: {m}")
+    return out
+
+
+def seeds_notes(cells: pd.DataFrame, tables: tuple[int, ...]) -> list[str]:
+    """Where a table's cells rest on unequal numbers of seeds (a second stage ran for some): which, and how many."""
+    out = []
+    for n in tables:
+        sub = cells[(cells.table == n) & (cells.row.notna())] if len(cells) else cells
+        if "seed" not in sub or sub.empty:
+            continue
+        counts = sub.groupby(["dataset", "column", "row"]).seed.nunique()
+        if counts.nunique() < 2:
+            continue
+        usual = int(counts.mode().iloc[0])
+        other = [f"{row} @ {dataset_label(d)}/{c} ({k})" for (d, c, row), k in counts.items() if k != usual]
+        out.append(f"Table {n}: {usual} seeds a cell, except {'; '.join(other)}; each row is tested against STUDENT "
+                   "on the seeds both have (a second stage adds seeds where the first test was undecided: adaptive.json).")
     return out
 
 

@@ -83,6 +83,8 @@ class Cell:
     significant: bool | None = None  # on the Holm-corrected p; None: no test (no STUDENT pair, < 2 seeds)
     p_value: float | None = None  # paired t-test against STUDENT of the column, uncorrected
     p_holm: float | None = None  # corrected within the column (the family: every row tested there)
+    #: mean difference to STUDENT over the seeds both have (the paired test's); its sign gives the arrow
+    diff: float | None = None
     ci: tuple[float, float] | None = None  # 95% t interval of the mean (sample std); None below 2 seeds
     paper: float | None = None
 
@@ -165,8 +167,10 @@ def build_table(cells: pd.DataFrame, number: int, paper: pd.DataFrame | None = N
             if c.mean is None:
                 continue
             if student is not None and student.mean is not None and number in (1, 2):
-                c.arrow = UP if c.mean > student.mean else DOWN
                 seeds = sub[(sub.row == k) & (sub.dataset == col[0]) & (sub.column == col[1])].set_index("seed").f1
+                shared = st_seeds.reindex(seeds.index).dropna()  # STUDENT may have more seeds (a second stage)
+                c.diff = float(seeds[shared.index].mean() - shared.mean()) if len(shared) else c.mean - student.mean
+                c.arrow = UP if c.diff > 0 else DOWN
                 c.p_value = paired_p(seeds, st_seeds)
                 tested.append(c)
             best_val = max(best_val, c.mean)

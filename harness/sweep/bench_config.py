@@ -79,6 +79,37 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Adaptive:
+    """A second stage of seeds for the Table 1 cells still undecided at the first ones (``harness/sweep/adaptive.py``).
+
+    After every trial of ``seeds`` has ended, each distilled cell's paired test against STUDENT is corrected
+    with Holm within its column, exactly as the table does it. A cell whose corrected p lies in ``band``
+    (lower bound included) is neither clearly significant nor clearly not: it, its column's STUDENT and their
+    teachers also run these ``seeds``, and the table then tests it on all of its seeds. Cells outside the band
+    keep the first seeds. ``seeds`` empty: no second stage."""
+
+    seeds: tuple[int, ...] = ()
+    band: tuple[float, float] = (0.005, 0.5)
+
+    def __post_init__(self) -> None:
+        from cmkd.datasets.splits import MAX_REPETITION
+
+        if not isinstance(self.seeds, (list, tuple)) or not isinstance(self.band, (list, tuple)):
+            raise UserError("adaptive.seeds and adaptive.band are lists, e.g. --set \"adaptive.seeds=[10, 11]\"")
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        object.__setattr__(self, "band", tuple(self.band))
+        for v in self.seeds:
+            check_value("every entry of adaptive.seeds", v, int)
+        if any(not 0 <= s <= MAX_REPETITION for s in self.seeds) or len(set(self.seeds)) != len(self.seeds):
+            raise UserError(f"adaptive.seeds must be distinct integers in 0..{MAX_REPETITION}, got {list(self.seeds)}")
+        for v in self.band:
+            check_value("every entry of adaptive.band", v, float)
+        if len(self.band) != 2 or not 0 < self.band[0] < self.band[1] <= 1:
+            raise UserError(f"adaptive.band is [low, high] with 0 < low < high <= 1 (Holm p at the first seeds), "
+                            f"got {list(self.band)}")
+
+
+@dataclass(frozen=True)
 class BenchConfig:
     name: str = "quick"
     datasets: tuple[DatasetEntry, ...] = (DatasetEntry("synthetic"),)
@@ -101,6 +132,8 @@ class BenchConfig:
     pretrained: dict[str, str] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     resources: Resources = field(default_factory=Resources)
+    #: more seeds for the Table 1 cells whose test is undecided after ``seeds`` (none by default)
+    adaptive: Adaptive = field(default_factory=Adaptive)
     max_failures: int = 1  # retries of a failing trial before it is recorded as failed
     max_concurrent: int = 0  # 0: as many as the resources allow
     log_checkpoints: bool = False  # copy best weights and exported models into MLflow's artifacts
@@ -129,6 +162,8 @@ class BenchConfig:
                 check_value(f"every entry of {key}", v, kind)
         if not isinstance(self.train, TrainConfig):
             raise UserError(f"train must be a table of train options (e.g. --set train.epochs=5), got {self.train!r}")
+        if not isinstance(self.adaptive, Adaptive):
+            raise UserError(f"adaptive must be a table (e.g. --set \"adaptive.seeds=[10, 11]\"), got {self.adaptive!r}")
         if not isinstance(self.resources, Resources):
             raise UserError(f"resources must be a table (e.g. --set resources.cpus_per_trial=2), got {self.resources!r}")
         if not isinstance(self.method_options, dict) or not all(isinstance(v, dict) for v in self.method_options.values()):
@@ -203,6 +238,14 @@ class BenchConfig:
                         "--set \"ablations=[]\", or leave 'ablation' out of scenarios")
         if not self.lskd:
             raise UserError("lskd must list at least one of false, true")
+        if self.adaptive.seeds:
+            again = sorted(set(self.adaptive.seeds) & set(self.seeds))
+            if again:
+                raise UserError(f"adaptive.seeds repeats seed {again[0]} of seeds; the second stage's seeds are new ones, "
+                                "e.g. --set \"adaptive.seeds=[10, 11]\"")
+            if "cross-modal" not in self.scenarios:
+                raise UserError("adaptive.seeds extends Table 1's cells, which the cross-modal scenario fills: add "
+                                "'cross-modal' to scenarios, or --set \"adaptive.seeds=[]\"")
 
     def _check_run_settings(self) -> None:
         if self.resources.cpus_per_trial <= 0:
@@ -231,6 +274,8 @@ class BenchConfig:
                 entry.pop("arch")
         if not self.pretrained:
             d.pop("pretrained")
+        if not self.adaptive.seeds:  # no second stage (every config before it): absent, no earlier hash moves
+            d.pop("adaptive")
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
     def to_dict(self) -> dict[str, Any]:
@@ -280,12 +325,13 @@ class BenchConfig:
                 data[k] = tuple(v) if isinstance(v, (list, tuple)) else (v,)
         if "train" in data and isinstance(data["train"], dict):
             data["train"] = TrainConfig.from_dict(data["train"])
-        if "resources" in data and isinstance(data["resources"], dict):
-            rv = [f.name for f in fields(Resources)]
-            for k in data["resources"]:
-                if k not in rv:
-                    raise UserError(f"unknown resources key {k!r}{nearest(k, rv)}; valid: {', '.join(rv)}")
-            data["resources"] = Resources(**data["resources"])
+        for key, kind in (("resources", Resources), ("adaptive", Adaptive)):
+            if key in data and isinstance(data[key], dict):
+                valid = [f.name for f in fields(kind)]
+                for k in data[key]:
+                    if k not in valid:
+                        raise UserError(f"unknown {key} key {k!r}{nearest(k, valid)}; valid: {', '.join(valid)}")
+                data[key] = kind(**data[key])
         return cls(**data)
 
 
@@ -317,6 +363,8 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def load_config(profile: str = "quick", path: str | None = None, overrides: list[str] | None = None) -> BenchConfig:
+    """The profile, then the TOML file at ``path``, then the ``--set`` overrides. Seeds chosen beyond the profile
+    drop the profile's second stage (``adaptive``) unless it is chosen too: ``--seeds 0,1`` runs two seeds."""
     data = profile_dict(profile)
     if path:
         p = Path(path)
@@ -335,9 +383,13 @@ def load_config(profile: str = "quick", path: str | None = None, overrides: list
                 data[k] = {**data[k], **v}
             else:
                 data[k] = v
+    chosen: set[str] = set(extra) if path else set()  # top-level keys set beyond the profile
     for item in overrides or []:
         key, value = parse_override(item)
         _set(data, key, value)
+        chosen.add(key.split(".")[0])
+    if "seeds" in chosen and "adaptive" not in chosen:  # the profile's second stage belongs to its own seeds
+        data.pop("adaptive", None)
     plugins = data.get("plugins", ())
     if isinstance(plugins, (list, tuple)) and all(isinstance(p, str) for p in plugins):
         load_plugins(tuple(plugins))  # methods and data sets the config names may live there (BenchConfig checks)

@@ -208,6 +208,9 @@ class PlainView:
     def close(self, progress: Progress) -> None:
         pass
 
+    def reopen(self) -> None:
+        """Before a second stage's trials (lines need no reopening)."""
+
 
 class LiveView:
     """A ``rich`` live table on a terminal: the headline and one line per running trial, redrawn in
@@ -252,6 +255,10 @@ class LiveView:
 
     def close(self, progress: Progress) -> None:
         self.live.stop()
+
+    def reopen(self) -> None:
+        """Before a second stage's trials: the live table again."""
+        self.live.start()
 
 
 def wants_live(stream: TextIO) -> bool:

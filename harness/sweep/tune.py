@@ -367,8 +367,11 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
     if address and cfg.resources.gpus_per_trial > 0:
         cfg = resolve_device(cfg, float(ray.cluster_resources().get("GPU", 0)))
 
+    from .adaptive import every_possible_id
+
+    infos = infos or entry_infos(cfg)
     store = ResultsStore(folder / "results")
-    superseded = store.set_aside_unplanned({p.trial_id for p in plan})
+    superseded = store.set_aside_unplanned(every_possible_id(cfg, infos, plan))
     if superseded:
         from cmkd.harness.engine.corrupt import warn
 
@@ -376,30 +379,20 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
              f"other data, or by a version of the code that gave a spec another meaning); moved to "
              f"{store.folder / SUPERSEDED_DIR}: the tables hold this config's current trials only")
     runs_root = folder / "runs"
-    done = {p.trial_id for p in plan if store.status(p.trial_id) in FINAL} - lost_teachers(plan, store, runs_root)
-    say(f"benchmark {cfg.name} ({cfg.config_hash()}): {len(plan)} trials planned, {len(done)} already finished; "
-        f"output {folder}")
-    todo = [p for p in plan if p.trial_id not in done]
-    slots = cfg.max_concurrent or cluster_slots(cfg)
-    cost = costs(todo)
-    prior = planned_time(todo, infos, cfg, slots) if todo and infos else None
-    if prior is not None:
-        say(prior.lines[0].replace("time: ", "estimate: ", 1))
-    progress = Progress({p.trial_id: Planned(p.name, cost[p.trial_id], p.spec.train.epochs, p.data_key, p.teacher_id,
-                                             p.spec.method) for p in todo}, store, slots, view, prior)
-    if todo and address:  # on a cluster: every node must see this folder and the data before anything starts
-        from .preflight import check_nodes
-
-        say(f"preflight: {check_nodes(ray, folder, cfg)} Ray nodes see {folder} and the data")
+    say(f"benchmark {cfg.name} ({cfg.config_hash()}): {len(plan)} trials planned"
+        + (f" (seeds {_seed_text(cfg.seeds)}; then seeds {_seed_text(cfg.adaptive.seeds)} for the Table 1 cells whose "
+           f"Holm p lies in [{cfg.adaptive.band[0]:g}, {cfg.adaptive.band[1]:g}))" if cfg.adaptive.seeds else "")
+        + f", {sum(store.status(p.trial_id) in FINAL for p in plan)} already finished; output {folder}")
     pruning = (lambda: prune(store)) if cfg.keep_weights == "best" else (lambda: None)
-    if todo and stop.signum is None:
-        say(f"{len(todo)} trials to run on {slots} slot(s); a student starts as soon as its own teacher has finished")
-        stop.fitting = True
-        try:
-            run_trials(todo, cfg, folder, runs_root, uri, exp_id, progress, cost, pruning, inject_failure)
-        finally:
-            stop.fitting = False
-            view.close(progress)
+    phase = _Phase(cfg, folder, runs_root, uri, exp_id, address, ray, stop, view, say, store, infos, pruning,
+                   inject_failure)
+    progress = phase.run(plan)
+    if cfg.adaptive.seeds and stop.signum is None:
+        more = second_stage(cfg, infos, plan, store, folder, say)
+        if more:
+            view.reopen()
+            plan = plan + more
+            progress = phase.run(more)
     models = None
     try:
         pruning()
@@ -424,6 +417,77 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
     if best != progress.last_best:
         say(best)
     return summary
+
+
+@dataclass
+class _Phase:
+    """Runs one stage's trials that are not final yet: their estimate, progress and one Tuner."""
+
+    cfg: BenchConfig
+    folder: Path
+    runs_root: Path
+    uri: str
+    exp_id: str
+    address: str | None
+    ray: Any
+    stop: "StopSignals"
+    view: Any
+    say: Callable[[str], None]
+    store: ResultsStore
+    infos: dict
+    pruning: Callable[[], None]
+    inject_failure: str = ""
+
+    def run(self, plan: list[PlannedTrial]) -> Progress:
+        cfg, store, say = self.cfg, self.store, self.say
+        done = {p.trial_id for p in plan if store.status(p.trial_id) in FINAL} - lost_teachers(plan, store, self.runs_root)
+        todo = [p for p in plan if p.trial_id not in done]
+        slots = cfg.max_concurrent or cluster_slots(cfg)
+        cost = costs(todo)
+        prior = planned_time(todo, self.infos, cfg, slots) if todo and self.infos else None
+        if prior is not None:
+            say(prior.lines[0].replace("time: ", "estimate: ", 1))
+        progress = Progress({p.trial_id: Planned(p.name, cost[p.trial_id], p.spec.train.epochs, p.data_key,
+                                                 p.teacher_id, p.spec.method) for p in todo}, store, slots, self.view, prior)
+        if todo and self.address:  # on a cluster: every node must see this folder and the data before anything starts
+            from .preflight import check_nodes
+
+            say(f"preflight: {check_nodes(self.ray, self.folder, cfg)} Ray nodes see {self.folder} and the data")
+        if todo and self.stop.signum is None:
+            say(f"{len(todo)} trials to run on {slots} slot(s); a student starts as soon as its own teacher has finished")
+            self.stop.fitting = True
+            try:
+                run_trials(todo, cfg, self.folder, self.runs_root, self.uri, self.exp_id, progress, cost, self.pruning,
+                           self.inject_failure)
+            finally:
+                self.stop.fitting = False
+                self.view.close(progress)
+        return progress
+
+
+def _seed_text(seeds) -> str:
+    s = sorted(seeds)
+    return f"{s[0]}-{s[-1]}" if s == list(range(s[0], s[-1] + 1)) and len(s) > 2 else ",".join(map(str, s))
+
+
+def second_stage(cfg: BenchConfig, infos: dict, plan: list[PlannedTrial], store: ResultsStore, folder: Path,
+                 say: Callable[[str], None]) -> list[PlannedTrial]:
+    """The second seeds' trials of the cells undecided at the first seeds (``adaptive.py``); none until every
+    first-stage trial has ended, since the decision reads all of them."""
+    from .adaptive import extension, undecided_cells, write_decision
+
+    if any(store.status(p.trial_id) not in FINAL for p in plan):
+        say("second stage (adaptive.seeds) not planned: some first-stage trials have not finished; run the same "
+            "command again to retry them, then the second stage is decided")
+        return []
+    cells = undecided_cells(store.rows(), cfg)
+    more = extension(cfg, infos, cells)
+    write_decision(folder, cfg, cells, more)
+    lo, hi = cfg.adaptive.band
+    say(f"second stage: {len(cells)} Table 1 cell(s) with Holm p in [{lo:g}, {hi:g}) at seeds {_seed_text(cfg.seeds)}"
+        + (": " + "; ".join(c.label() for c in cells) + f"; {len(more)} trials of seeds {_seed_text(cfg.adaptive.seeds)}"
+           if cells else ": none, no more trials") + f" ({folder / 'adaptive.json'})")
+    return more
 
 
 def log_session(folder: Path, plan: list[PlannedTrial], cfg: BenchConfig, statuses: list[str | None], t_start: float,
@@ -569,4 +633,12 @@ def dry_run(cfg: BenchConfig, say: Callable[[str], None] = print, cpus: float | 
         f"batch {cfg.train.batch_size}")
     say(describe(plan))
     say(estimate(plan, infos, cfg, cpus, gpus))
+    if cfg.adaptive.seeds:
+        from .adaptive import second_config
+
+        more = build_plan(second_config(cfg), infos)
+        whole = estimate(plan + more, infos, cfg, cpus, gpus).splitlines()[0].removeprefix("time: ")
+        lo, hi = cfg.adaptive.band
+        say(f"second stage: seeds {_seed_text(cfg.adaptive.seeds)} for the Table 1 cells whose Holm p at seeds "
+            f"{_seed_text(cfg.seeds)} lies in [{lo:g}, {hi:g}): from none to {len(more)} more trials (if every cell needs them, both stages: {whole})")
     return plan
