@@ -72,6 +72,27 @@ def spreads(bench: Path, trial_id: str, key: str) -> tuple[SeedSpread | None, Se
     return spread(same), None if ident.method == teacher_method("cross-modal").name else spread(student)
 
 
+#: the model-index task of a model whose inputs are all of one kind (a sequence: of frames, or of steps)
+TASKS = {"image": ("image-classification", "Image classification"),
+         "spectrogram": ("audio-classification", "Audio classification"),
+         "vector": ("tabular-classification", "Tabular classification"),
+         "frames": ("video-classification", "Video classification"),
+         "steps": ("time-series-classification", "Time-series classification")}
+
+
+def task_of(inputs: list[dict[str, Any]]) -> dict[str, str]:
+    """The card's task from what the model reads (images, spectrograms, vectors, sequences; several kinds:
+    multi-modal classification)."""
+    kinds = set()
+    for spec in inputs:
+        kind = spec.get("kind", "image")
+        if kind == "sequence":
+            kind = "frames" if len(spec.get("shape") or []) == 4 else "steps"
+        kinds.add(kind)
+    kind, name = TASKS[kinds.pop()] if len(kinds) == 1 else ("multimodal-classification", "Multi-modal classification")
+    return {"type": kind, "name": name}
+
+
 def model_card(sidecar: dict[str, Any], costs: dict[str, float], teacher: str, cell: SeedSpread | None,
                student: SeedSpread | None) -> str:
     """The card's Markdown: the ``model-index`` front matter, then the facts and the limits."""
@@ -84,7 +105,7 @@ def model_card(sidecar: dict[str, Any], costs: dict[str, float], teacher: str, c
                         "value": _r(cell.mean), "args": {"average": "weighted", "seeds": cell.n,
                                                           "ci95": [_r(cell.low), _r(cell.high)] if cell.low is not None else None}})
     index = {"model-index": [{"name": f"cmkd-{sidecar['method']}-{dataset}-{key}-seed{sidecar['seed']}",
-                              "results": [{"task": {"type": "image-classification", "name": "Image classification"},
+                              "results": [{"task": task_of(sidecar["inputs"]),
                                            "dataset": {"name": dataset, "type": dataset, "split": "test"},
                                            "metrics": metrics}]}]}
     inputs = sidecar["inputs"]

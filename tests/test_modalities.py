@@ -258,7 +258,9 @@ def test_a_benchmark_on_each_released_layout_runs_through_to_the_tables(ray_sess
         sidecar = json.loads((out / f"model_{modality}.json").read_text())
         kind = "vector" if len(shape) == 1 else "sequence"
         assert sidecar["inputs"][0]["kind"] == kind and sidecar["inputs"][0]["shape"] == list(shape)
-        assert f"{kind} of shape" in (out / f"model_{modality}.md").read_text()
+        card = (out / f"model_{modality}.md").read_text()
+        assert f"{kind} of shape" in card
+        assert f'type: "{"tabular" if kind == "vector" else "video"}-classification"' in card  # not an image task
         np.save(tmp_path / "x.npy", np.random.default_rng(0).random((3, *shape), dtype=np.float32))
         assert main(["predict", "--model", str(out / f"model_{modality}.pt2"), "--input", str(tmp_path / "x.npy"),
                      "--output", str(tmp_path / "p.csv")]) == 0
