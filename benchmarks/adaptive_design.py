@@ -17,6 +17,7 @@ import argparse
 import numpy as np
 from scipy.stats import ttest_1samp
 
+from cmkd.harness.sweep.adaptive import band_text
 from cmkd.harness.sweep.bench_config import load_config
 
 ALPHA = 0.05
@@ -46,7 +47,7 @@ def main() -> None:
         raise SystemExit(f"profile {args.profile} has no second stage (adaptive.seeds)")
     band = tuple(args.band) if args.band else cfg.adaptive.band
     rng = np.random.default_rng(0)
-    print(f"{n1} seeds, then {n2} more where p lies in [{band[0]:g}, {band[1]:g}); {args.draws} simulated cells per "
+    print(f"{n1} seeds, then {n2} more where p lies in {band_text(band)}; {args.draws} simulated cells per "
           f"effect; alpha {ALPHA}")
     print(f"{'effect (sd)':>12} {'two-stage':>10} {f'{n1} seeds':>10} {f'{n1 + n2} seeds':>10} {'extended':>10}")
     for effect in EFFECTS:

@@ -152,9 +152,9 @@ def seeds_notes(cells: pd.DataFrame, tables: tuple[int, ...]) -> list[str]:
     """Where a table's cells rest on unequal numbers of seeds (a second stage ran for some): which, and how many."""
     out = []
     for n in tables:
-        sub = cells[(cells.table == n) & (cells.row.notna())] if len(cells) else cells
-        if "seed" not in sub or sub.empty:
+        if not has_results(cells, n):  # a table not written has nothing to note
             continue
+        sub = cells[cells.table == n]
         counts = sub.groupby(["dataset", "column", "row"]).seed.nunique()
         if counts.nunique() < 2:
             continue

@@ -138,7 +138,7 @@ def test_a_benchmark_runs_both_stages_records_its_decision_and_resumes_without_r
     assert summary.planned == summary.finished == len(first) + len(more) and summary.failed == 0
     store = ResultsStore(tmp_path / "b" / "results")
     assert sorted(r.trial_id for r in store.records()) == sorted(p.trial_id for p in first + more)
-    assert any(line.startswith("second stage: 2 Table 1 cell(s)") for line in lines)
+    assert any(line.startswith("second stage: 2 Table 1 cell(s) with Holm p in [1e-12, 1] at seeds 0,1") for line in lines)
     # the same command again: nothing runs, the decision is the same, no record is set aside as superseded
     again = run_bench(cfg, out=tmp_path / "b", say=lambda s: None)
     assert again.finished == summary.finished and json.loads((tmp_path / "b" / DECISION_FILE).read_text()) == decision
@@ -147,3 +147,32 @@ def test_a_benchmark_runs_both_stages_records_its_decision_and_resumes_without_r
 
     st = stats_frame(store.rows(), tables=(1,)).set_index("row")
     assert st.loc["kdv1|orig", "n"] == st.loc["STUDENT", "n"] == 3
+
+
+def test_the_dry_run_states_the_second_stage_as_a_range():
+    from cmkd.harness.sweep.tune import dry_run
+
+    lines: list[str] = []
+    plan = dry_run(load_config("quick"), say=lines.append, cpus=2)
+    assert len(plan) == 160  # the first stage
+    last = lines[-1]
+    assert last.startswith("second stage: seeds 10-19 for the Table 1 cells whose Holm p at seeds 0-9 lies in "
+                           "[0.005, 0.5): from none to 160 more trials (if every cell needs them, both stages: ")
+
+
+def test_the_default_band_keeps_the_false_positive_rate_of_a_fixed_design():
+    """The profile's band, simulated by benchmarks/adaptive_design.py: a cell with no effect is called significant
+    at most about as often as with ten seeds (alpha 0.05), and a real effect more often than with ten seeds."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "adaptive_design.py"
+    spec = importlib.util.spec_from_file_location("adaptive_design", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    cfg = load_config("quick")
+    n1, n2, band = len(cfg.seeds), len(cfg.adaptive.seeds), cfg.adaptive.band
+    null = script.rates(0.0, n1, n2, band, 200_000, np.random.default_rng(2))
+    assert null[0] <= 0.0515 and abs(null[1] - 0.05) < 0.003  # the fixed design's own rate, as a check of the draw
+    real = script.rates(0.8, n1, n2, band, 50_000, np.random.default_rng(3))
+    assert real[0] > real[1] + 0.2  # the second stage finds a real effect far more often than ten seeds do

@@ -44,6 +44,12 @@ class Undecided:
         return f"{self.row} @ {self.dataset}/{self.column} (Holm p {self.p_holm:.3g}, {self.n} seeds)"
 
 
+def band_text(band: tuple[float, float]) -> str:
+    """``[0.005, 0.5)``; ``[0.005, 1]`` when the band reaches 1 (which it then includes)."""
+    lo, hi = band
+    return f"[{lo:g}, {hi:g}{']' if hi >= 1 else ')'}"
+
+
 def second_config(cfg: BenchConfig) -> BenchConfig:
     """The config of the second stage alone: its seeds, no further stage."""
     return replace(cfg, seeds=cfg.adaptive.seeds, adaptive=Adaptive())

@@ -84,7 +84,7 @@ class Adaptive:
 
     After every trial of ``seeds`` has ended, each distilled cell's paired test against STUDENT is corrected
     with Holm within its column, exactly as the table does it. A cell whose corrected p lies in ``band``
-    (lower bound included) is neither clearly significant nor clearly not: it, its column's STUDENT and their
+    (``[low, high)``; ``high = 1`` includes 1) is neither clearly significant nor clearly not: it, its column's STUDENT and their
     teachers also run these ``seeds``, and the table then tests it on all of its seeds. Cells outside the band
     keep the first seeds. ``seeds`` empty: no second stage."""
 

@@ -367,7 +367,7 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
     if address and cfg.resources.gpus_per_trial > 0:
         cfg = resolve_device(cfg, float(ray.cluster_resources().get("GPU", 0)))
 
-    from .adaptive import every_possible_id
+    from .adaptive import band_text, every_possible_id
 
     infos = infos or entry_infos(cfg)
     store = ResultsStore(folder / "results")
@@ -381,7 +381,7 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
     runs_root = folder / "runs"
     say(f"benchmark {cfg.name} ({cfg.config_hash()}): {len(plan)} trials planned"
         + (f" (seeds {_seed_text(cfg.seeds)}; then seeds {_seed_text(cfg.adaptive.seeds)} for the Table 1 cells whose "
-           f"Holm p lies in [{cfg.adaptive.band[0]:g}, {cfg.adaptive.band[1]:g}))" if cfg.adaptive.seeds else "")
+           f"Holm p lies in {band_text(cfg.adaptive.band)})" if cfg.adaptive.seeds else "")
         + f", {sum(store.status(p.trial_id) in FINAL for p in plan)} already finished; output {folder}")
     pruning = (lambda: prune(store)) if cfg.keep_weights == "best" else (lambda: None)
     phase = _Phase(cfg, folder, runs_root, uri, exp_id, address, ray, stop, view, say, store, infos, pruning,
@@ -474,7 +474,7 @@ def second_stage(cfg: BenchConfig, infos: dict, plan: list[PlannedTrial], store:
                  say: Callable[[str], None]) -> list[PlannedTrial]:
     """The second seeds' trials of the cells undecided at the first seeds (``adaptive.py``); none until every
     first-stage trial has ended, since the decision reads all of them."""
-    from .adaptive import extension, undecided_cells, write_decision
+    from .adaptive import band_text, extension, undecided_cells, write_decision
 
     if any(store.status(p.trial_id) not in FINAL for p in plan):
         say("second stage (adaptive.seeds) not planned: some first-stage trials have not finished; run the same "
@@ -483,8 +483,7 @@ def second_stage(cfg: BenchConfig, infos: dict, plan: list[PlannedTrial], store:
     cells = undecided_cells(store.rows(), cfg)
     more = extension(cfg, infos, cells)
     write_decision(folder, cfg, cells, more)
-    lo, hi = cfg.adaptive.band
-    say(f"second stage: {len(cells)} Table 1 cell(s) with Holm p in [{lo:g}, {hi:g}) at seeds {_seed_text(cfg.seeds)}"
+    say(f"second stage: {len(cells)} Table 1 cell(s) with Holm p in {band_text(cfg.adaptive.band)} at seeds {_seed_text(cfg.seeds)}"
         + (": " + "; ".join(c.label() for c in cells) + f"; {len(more)} trials of seeds {_seed_text(cfg.adaptive.seeds)}"
            if cells else ": none, no more trials") + f" ({folder / 'adaptive.json'})")
     return more
@@ -634,11 +633,10 @@ def dry_run(cfg: BenchConfig, say: Callable[[str], None] = print, cpus: float | 
     say(describe(plan))
     say(estimate(plan, infos, cfg, cpus, gpus))
     if cfg.adaptive.seeds:
-        from .adaptive import second_config
+        from .adaptive import band_text, second_config
 
         more = build_plan(second_config(cfg), infos)
         whole = estimate(plan + more, infos, cfg, cpus, gpus).splitlines()[0].removeprefix("time: ")
-        lo, hi = cfg.adaptive.band
         say(f"second stage: seeds {_seed_text(cfg.adaptive.seeds)} for the Table 1 cells whose Holm p at seeds "
-            f"{_seed_text(cfg.seeds)} lies in [{lo:g}, {hi:g}): from none to {len(more)} more trials (if every cell needs them, both stages: {whole})")
+            f"{_seed_text(cfg.seeds)} lies in {band_text(cfg.adaptive.band)}: from none to {len(more)} more trials (if every cell needs them, both stages: {whole})")
     return plan
