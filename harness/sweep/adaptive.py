@@ -56,18 +56,22 @@ def second_config(cfg: BenchConfig) -> BenchConfig:
 
 
 def undecided_cells(rows: pd.DataFrame, cfg: BenchConfig) -> list[Undecided]:
-    """The distilled cells of Table 1 whose Holm p over the first seeds' results lies in the band."""
-    from cmkd.results.cells import STUDENT, TEACHER
-    from cmkd.results.report import stats_frame
+    """The distilled cells of Table 1 whose Holm p over the first seeds' results lies in the band (Table 1's own
+    statistics: ``build_table``)."""
+    from cmkd.results.cells import cells_from_results
+    from cmkd.results.tables import build_table, has_results
 
-    first = rows[rows.seed.isin(cfg.seeds)]
-    st = stats_frame(first, tables=(1,)) if len(first) else pd.DataFrame()
-    if st.empty:
+    cells = cells_from_results(rows[rows.seed.isin(cfg.seeds)])
+    if not has_results(cells, 1):
         return []
+    table = build_table(cells, 1)
     lo, hi = cfg.adaptive.band
-    st = st[~st.row.isin([STUDENT, TEACHER]) & st.p_holm.notna()]
-    st = st[(st.p_holm >= lo) & ((st.p_holm < hi) | (hi >= 1))]  # [lo, 1]: every cell not settled as significant
-    return [Undecided(r.dataset, r.column, r.row, float(r.p_holm), int(r.n)) for r in st.itertuples()]
+    out = []
+    for (row, (dataset, column)), cell in table.cells.items():
+        p = cell.p_holm
+        if p is not None and p >= lo and (p < hi or hi >= 1):  # [lo, 1]: every cell not settled as significant
+            out.append(Undecided(dataset, column, row, float(p), cell.n))
+    return out
 
 
 def plan_rows(plan: list[PlannedTrial], infos: dict[str, EntryInfo]) -> pd.DataFrame:
