@@ -379,6 +379,7 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
              f"other data, or by a version of the code that gave a spec another meaning); moved to "
              f"{store.folder / SUPERSEDED_DIR}: the tables hold this config's current trials only")
     runs_root = folder / "runs"
+    lost_teachers(plan, store, runs_root)  # set aside first, so that the count below leaves them out
     say(f"benchmark {cfg.name} ({cfg.config_hash()}): {len(plan)} trials planned"
         + (f" (seeds {_seed_text(cfg.seeds)}; then seeds {_seed_text(cfg.adaptive.seeds)} for the Table 1 cells whose "
            f"Holm p lies in {band_text(cfg.adaptive.band)})" if cfg.adaptive.seeds else "")
