@@ -130,7 +130,8 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
             missing.append(f"table {n}: {len(gaps)} missing cell(s), e.g. {', '.join(gaps[:3])}")
         mismatches += t.average_mismatches()
     no_paper = paper_gaps(cells, paper)
-    notes = [cells_note(selection, metric), *seeds_notes(cells, tables), *no_paper, *diverged_notes(rows)]
+    seeds = seeds_notes(cells, tables)
+    notes = [cells_note(selection, metric), *seeds, *no_paper, *diverged_notes(rows)]
     if mismatches:
         notes.append("Avg as printed in the paper; where it differs from the mean of the printed cells: "
                      + "; ".join(mismatches) + " (the paper presumably averaged unrounded values).")
@@ -143,7 +144,7 @@ def write_report(cells: pd.DataFrame, out: Path, rows: pd.DataFrame | None = Non
         write_statistics(rows, out, tables, selection, echo, metric)
     for m in missing:
         echo(f"missing: {m}")
-    for m in mismatches + seeds_notes(cells, tables) + no_paper + diverged_notes(rows):
+    for m in mismatches + seeds + no_paper + diverged_notes(rows):
         echo(f"note: {m}")
     return out
 

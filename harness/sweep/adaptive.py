@@ -88,14 +88,21 @@ def plan_rows(plan: list[PlannedTrial], infos: dict[str, EntryInfo]) -> pd.DataF
     return pd.DataFrame(out)
 
 
-def extension(cfg: BenchConfig, infos: dict[str, EntryInfo], cells: list[Undecided]) -> list[PlannedTrial]:
+def second_plan(cfg: BenchConfig, infos: dict[str, EntryInfo]) -> list[PlannedTrial]:
+    """Every trial the second stage may run (none without one): the candidates of :func:`extension`, and the
+    records a folder may hold of this config (never superseded)."""
+    return build_plan(second_config(cfg), infos) if cfg.adaptive.seeds else []
+
+
+def extension(cfg: BenchConfig, infos: dict[str, EntryInfo], cells: list[Undecided],
+              candidates: list[PlannedTrial] | None = None) -> list[PlannedTrial]:
     """The second seeds' trials that the undecided cells need: their own, their column's STUDENT, and every
-    teacher of those."""
+    teacher of those; ``candidates``: :func:`second_plan`, when the caller has it already."""
     from cmkd.results.cells import STUDENT, cells_from_results
 
     if not cells:
         return []
-    more = build_plan(second_config(cfg), infos)
+    more = candidates if candidates is not None else second_plan(cfg, infos)
     landing = cells_from_results(plan_rows(more, infos))
     landing = landing[landing.table == 1]
     wanted = {(c.dataset, c.column, c.row) for c in cells} | {(c.dataset, c.column, STUDENT) for c in cells}
@@ -108,15 +115,6 @@ def extension(cfg: BenchConfig, infos: dict[str, EntryInfo], cells: list[Undecid
             ids.add(teacher)
             todo.append(teacher)
     return [p for p in more if p.trial_id in ids]
-
-
-def every_possible_id(cfg: BenchConfig, infos: dict[str, EntryInfo], first: list[PlannedTrial]) -> set[str]:
-    """The trials this config may plan: the first stage's and any of the second's (a record of either is this
-    config's, never superseded)."""
-    ids = {p.trial_id for p in first}
-    if cfg.adaptive.seeds:
-        ids |= {p.trial_id for p in build_plan(second_config(cfg), infos)}
-    return ids
 
 
 def write_decision(folder: Path, cfg: BenchConfig, cells: list[Undecided], trials: list[PlannedTrial]) -> Path:

@@ -367,11 +367,12 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
     if address and cfg.resources.gpus_per_trial > 0:
         cfg = resolve_device(cfg, float(ray.cluster_resources().get("GPU", 0)))
 
-    from .adaptive import band_text, every_possible_id
+    from .adaptive import band_text, second_plan
 
     infos = infos or entry_infos(cfg)
     store = ResultsStore(folder / "results")
-    superseded = store.set_aside_unplanned(every_possible_id(cfg, infos, plan))
+    candidates = second_plan(cfg, infos)  # a record of any trial either stage may run is this config's
+    superseded = store.set_aside_unplanned({p.trial_id for p in plan + candidates})
     if superseded:
         from cmkd.harness.engine.corrupt import warn
 
@@ -389,7 +390,7 @@ def _run_locked(cfg: BenchConfig, plan: list[PlannedTrial], folder: Path, uri: s
                    inject_failure)
     progress = phase.run(plan)
     if cfg.adaptive.seeds and stop.signum is None:
-        more = second_stage(cfg, infos, plan, store, folder, say)
+        more = second_stage(cfg, infos, plan, candidates, store, folder, say)
         if more:
             view.reopen()
             plan = plan + more
@@ -471,8 +472,8 @@ def _seed_text(seeds) -> str:
     return f"{s[0]}-{s[-1]}" if s == list(range(s[0], s[-1] + 1)) and len(s) > 2 else ",".join(map(str, s))
 
 
-def second_stage(cfg: BenchConfig, infos: dict, plan: list[PlannedTrial], store: ResultsStore, folder: Path,
-                 say: Callable[[str], None]) -> list[PlannedTrial]:
+def second_stage(cfg: BenchConfig, infos: dict, plan: list[PlannedTrial], candidates: list[PlannedTrial],
+                 store: ResultsStore, folder: Path, say: Callable[[str], None]) -> list[PlannedTrial]:
     """The second seeds' trials of the cells undecided at the first seeds (``adaptive.py``); none until every
     first-stage trial has ended, since the decision reads all of them."""
     from .adaptive import band_text, extension, undecided_cells, write_decision
@@ -482,7 +483,7 @@ def second_stage(cfg: BenchConfig, infos: dict, plan: list[PlannedTrial], store:
             "command again to retry them, then the second stage is decided")
         return []
     cells = undecided_cells(store.rows(), cfg)
-    more = extension(cfg, infos, cells)
+    more = extension(cfg, infos, cells, candidates)
     write_decision(folder, cfg, cells, more)
     say(f"second stage: {len(cells)} Table 1 cell(s) with Holm p in {band_text(cfg.adaptive.band)} at seeds {_seed_text(cfg.seeds)}"
         + (": " + "; ".join(c.label() for c in cells) + f"; {len(more)} trials of seeds {_seed_text(cfg.adaptive.seeds)}"
@@ -634,9 +635,9 @@ def dry_run(cfg: BenchConfig, say: Callable[[str], None] = print, cpus: float | 
     say(describe(plan))
     say(estimate(plan, infos, cfg, cpus, gpus))
     if cfg.adaptive.seeds:
-        from .adaptive import band_text, second_config
+        from .adaptive import band_text, second_plan
 
-        more = build_plan(second_config(cfg), infos)
+        more = second_plan(cfg, infos)
         whole = estimate(plan + more, infos, cfg, cpus, gpus).splitlines()[0].removeprefix("time: ")
         say(f"second stage: seeds {_seed_text(cfg.adaptive.seeds)} for the Table 1 cells whose Holm p at seeds "
             f"{_seed_text(cfg.seeds)} lies in {band_text(cfg.adaptive.band)}: from none to {len(more)} more trials (if every cell needs them, both stages: {whole})")
