@@ -20,6 +20,7 @@ from cmkd.datasets.kinds import SampleShape
 from cmkd.errors import UserError, nearest
 
 from .options import validate
+from .precision import full
 
 #: the prediction key of a model that reads every modality (the multi-modal teacher)
 FUSED = "all"
@@ -268,4 +269,4 @@ class Method(nn.Module):
 def teacher_logits(teacher: nn.Module, x: Tensor | dict[str, Tensor]) -> Tensor:
     """The frozen teacher's logits, without a graph."""
     with torch.no_grad():
-        return teacher(x).float()
+        return full(teacher(x))

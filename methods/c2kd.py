@@ -38,6 +38,7 @@ from .c2kd_losses import c2kd_loss
 from .options import option
 from .distill import DistilledStudent
 from .registry import register_method
+from .precision import full
 
 
 @dataclass(frozen=True)
@@ -102,5 +103,5 @@ class C2KD(DistilledStudent):
             self.teacher.eval()
             t, t_feats = self.teacher.forward_features(self.teacher_input(batch.x), (stage,))
         sp, tp = self.student_proxy(s_feats[stage]), self.teacher_proxy(t_feats[stage])
-        return c2kd_loss(s.float(), t.float(), sp.float(), tp.float(), batch.labels(self.modality), o.krc,
+        return c2kd_loss(full(s), full(t), full(sp), full(tp), batch.labels(self.modality), o.krc,
                          o.non_target, o.lskd)

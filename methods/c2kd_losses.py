@@ -10,16 +10,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .kd_losses import standardize
+from .precision import full
 
 
 def kendall_tau(a: Tensor, b: Tensor) -> Tensor:
     """Kendall's tau-b between the rows of ``a`` and ``b`` (B x C): (concordant - discordant) /
     sqrt(untied pairs in a * untied pairs in b), as ``scipy.stats.kendalltau`` (NaN for a constant row).
     The authors call scipy per sample on the CPU; this is the same number for the whole batch at once."""
-    a, b = a.detach().float(), b.detach().float()
+    a, b = full(a.detach()), full(b.detach())
     i, j = torch.triu_indices(a.shape[1], a.shape[1], 1, device=a.device)
     da, db = torch.sign(a[:, i] - a[:, j]), torch.sign(b[:, i] - b[:, j])
-    untied = (da != 0).sum(1).float() * (db != 0).sum(1).float()
+    untied = (da != 0).sum(1).to(a.dtype) * (db != 0).sum(1).to(a.dtype)
     return (da * db).sum(1) / untied.sqrt()
 
 
@@ -60,7 +61,7 @@ def c2kd_loss(student: Tensor, teacher: Tensor, student_proxy: Tensor, teacher_p
     ntKL(proxy_S <- proxy_T) + ntKL(proxy_T <- proxy_S). With ``lskd`` the two cross-modal proxy terms
     compare z-scored logits (the selection still ranks the raw ones; ranks do not change)."""
     tau = kendall_tau(teacher_proxy, student_proxy)
-    mask = (tau > krc).float()
+    mask = (tau > krc).to(tau.dtype)
     ce_t, ce_s = F.cross_entropy(teacher, target), F.cross_entropy(student, target)
     self_t = kl_to(teacher_proxy, teacher) + kl_to(teacher, teacher_proxy)
     self_s = kl_to(student_proxy, student) + kl_to(student, student_proxy)

@@ -32,6 +32,7 @@ from .crd_losses import contrast_scores, momentum_update, negatives_per_sample, 
 from .distill import WEIGHT, DistilledStudent, FeatureOptions
 from .options import option
 from .registry import register_method
+from .precision import full
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class CRD(DistilledStudent):
             raise RuntimeError("crd needs paired batches with sample positions and on_train_split(); the engine gives both")
         o, idx, y = self.options, batch.index, batch.labels(self.modality)
         contrast_idx = torch.cat([idx.unsqueeze(1), sample_negatives(self.bank_labels, self.bank_labels[idx], self.k)], 1)
-        v_s = self.embed_student(student_features[POOL].float())
+        v_s = self.embed_student(full(student_features[POOL]))
         v_t = self.embed_teacher(teacher_features[POOL])
         n = len(self.bank_labels)
         scores_s = contrast_scores(self.bank_teacher, v_s, contrast_idx, o.nce_t)  # student vs the teacher's bank

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from .backbones import Classifier, encoder_for
 from .base import Batch, DataInfo, Method, MethodOptions, teacher_logits
 from .options import option
+from .precision import full
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,14 @@ class DistilledStudent(Method):
         """The frozen teacher's logits and features of ``feature_stages``, without a graph."""
         with torch.no_grad():
             logits, feats = self.teacher.forward_features(self._teacher_input(x), self.feature_stages)
-        return logits.float(), {k: v.float() for k, v in feats.items()}
+        return full(logits), {k: full(v) for k, v in feats.items()}
 
     def loss(self, batch: Batch, epoch: int) -> tuple[Tensor, dict[str, Tensor]]:
         if self.feature_stages:
             s, s_feats = self.net.forward_features(batch.x[self.modality], self.feature_stages)
             t, t_feats = self.teacher_features(batch.x)
-            return self.distill_features(s.float(), t, s_feats, t_feats, batch, epoch)
-        s = self.net(batch.x[self.modality]).float()
+            return self.distill_features(full(s), t, s_feats, t_feats, batch, epoch)
+        s = full(self.net(batch.x[self.modality]))
         t = self.teacher_forward(batch.x)
         return self.distill(s, t, batch, epoch)
 

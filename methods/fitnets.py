@@ -34,6 +34,7 @@ from .distill import WEIGHT, DistilledStudent, FeatureOptions
 from .fitnets_losses import fitnets_loss
 from .options import option
 from .registry import register_method
+from .precision import full
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,6 @@ class FitNets(DistilledStudent):
 
     def distill_features(self, student, teacher, student_features, teacher_features, batch, epoch):
         stage, o = self.options.stage, self.options
-        regressed = self.regressor(student_features[stage]).float()
+        regressed = full(self.regressor(student_features[stage]))
         return fitnets_loss(student, batch.labels(self.modality), regressed, teacher_features[stage],
                             o.ce_weight, o.hint_weight)

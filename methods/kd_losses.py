@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from .precision import full
 
 
 # ---- LSKD (logit standardisation, Sun et al. CVPR 2024) ----------------------------------------
@@ -126,7 +127,7 @@ def mlkd_confidence_masks(teacher_weak: Tensor) -> tuple[Tensor, Tensor]:
 
     ``torch.quantile`` interpolates linearly like numpy's percentile; ``torch.median`` would not.
     """
-    p = F.softmax(teacher_weak.detach().float(), dim=1)
+    p = F.softmax(full(teacher_weak.detach()), dim=1)
     conf = p.max(dim=1).values
     m = (conf <= torch.quantile(conf, 0.5)).float()
     k = p.sum(dim=0)

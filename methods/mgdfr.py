@@ -30,6 +30,7 @@ from .kd_losses import kd_loss, standardize
 from .mgdfr_losses import co_training_loss, freeze_channels, keep_mask, permutation_mse
 from .options import option
 from .registry import register_method
+from .precision import full
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class MGDFR(DistilledStudent):
         for batch in batches:
             _, feats = self._teacher_features(batch.x)
             student = self.co_student(batch.x[self.modality])
-            total += permutation_mse(feats.float(), self.co_teacher.head, student.float(),
+            total += permutation_mse(full(feats), self.co_teacher.head, full(student),
                                      repeats=self.options.repeats) * len(student)
             count += len(student)
         self.salience.copy_(total / count)
@@ -88,14 +89,14 @@ class MGDFR(DistilledStudent):
     def loss(self, batch: Batch, epoch: int):
         target = batch.labels(self.modality)
         if epoch < self.co_epochs:
-            return co_training_loss(self.co_teacher(self.teacher_input(batch.x)).float(),
-                                    self.co_student(batch.x[self.modality]).float(), target)
+            return co_training_loss(full(self.co_teacher(self.teacher_input(batch.x))),
+                                    full(self.co_student(batch.x[self.modality])), target)
         o = self.options
         self.co_teacher.eval()
         with torch.no_grad():
             _, feats = self._teacher_features(batch.x)
-            t = self.co_teacher.head(freeze_channels(feats, self.keep)).float()
-        s = self.net(batch.x[self.modality]).float()
+            t = full(self.co_teacher.head(freeze_channels(feats, self.keep)))
+        s = full(self.net(batch.x[self.modality]))
         ce = F.cross_entropy(s, target)
         kd = kd_loss(standardize(s), standardize(t), o.temperature) if o.lskd else kd_loss(s, t, o.temperature)
         return (1 - o.alpha) * ce + o.alpha * kd, {"ce": ce, "kd": kd}

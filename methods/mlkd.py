@@ -17,6 +17,7 @@ from .distill import TEMPERATURE, WEIGHT, DistilledStudent, DistillOptions
 from .options import option
 from .kd_losses import mlkd_discomkd_code_loss, mlkd_loss
 from .registry import register_method
+from .precision import full
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class MLKD(DistilledStudent):
     def loss(self, batch: Batch, epoch: int):
         assert batch.strong is not None
         m = self.modality
-        s_w, s_st = self.net(batch.x[m]).float(), self.net(batch.strong[m]).float()  # separate BatchNorm passes
+        s_w, s_st = full(self.net(batch.x[m])), full(self.net(batch.strong[m]))  # separate BatchNorm passes
         t_w, t_st = self.teacher_forward(batch.x), self.teacher_forward(batch.strong)
         o = self.options
         return mlkd_loss(s_w, t_w, s_st, t_st, batch.labels(m), o.t0, o.ce_weight, o.kd_weight, o.lskd)

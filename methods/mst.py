@@ -45,6 +45,7 @@ from .distill import TEMPERATURE, WEIGHT, DistilledStudent
 from .mst_losses import load_balance, mask_fit_loss, mutual_loss, routed_kd, stage3_weights, stage_ends
 from .options import option
 from .registry import register_method
+from .precision import full
 
 MAP = "map"  # a network's last stage map (per encoder)
 
@@ -236,11 +237,11 @@ class MSTDistill(DistilledStudent):
             pooled = pooled_gated(network, self._inputs(net, x), maps, gate)
             if maps:
                 plain, gated = pooled.chunk(2)
-                out[f"{net}-{MAP}"] = network.head(gated).float()
+                out[f"{net}-{MAP}"] = full(network.head(gated))
             else:
                 plain = pooled
             if f"{net}-{POOL}" in masks:
-                out[f"{net}-{POOL}"] = network.head(masks[f"{net}-{POOL}"](plain) * plain).float()
+                out[f"{net}-{POOL}"] = full(network.head(masks[f"{net}-{POOL}"](plain) * plain))
         return out
 
     def _mask_losses(self, x: dict[str, Tensor], student: Tensor, masks: nn.ModuleDict) -> dict[str, Tensor]:
@@ -251,7 +252,7 @@ class MSTDistill(DistilledStudent):
         auxiliaries' mean), the authors' ``Loss_s2_all``; the modules are kept when it is the lowest yet."""
         total, count = 0.0, 0
         for batch in batches:
-            losses = self._mask_losses(batch.x, self.net(batch.x[self.modality]).float(), self.masks)
+            losses = self._mask_losses(batch.x, full(self.net(batch.x[self.modality])), self.masks)
             mm = [v for k, v in losses.items() if k.startswith("mm-")]
             aux = [v for k, v in losses.items() if not k.startswith("mm-")]
             total += float(sum(mm) / len(mm) + (sum(aux) / len(aux) if aux else 0.0))
@@ -263,13 +264,13 @@ class MSTDistill(DistilledStudent):
     def loss(self, batch: Batch, epoch: int):
         stage, o, target = self.stage(epoch), self.options, batch.labels(self.modality)
         if stage == 1:
-            logits = {"student": self.net(batch.x[self.modality]).float()}
-            logits.update({k: net(self._inputs(k, batch.x)).float() for k, net in self.teachers.items()})
+            logits = {"student": full(self.net(batch.x[self.modality]))}
+            logits.update({k: full(net(self._inputs(k, batch.x))) for k, net in self.teachers.items()})
             return mutual_loss(logits, target, o.temperature)
         if stage == 2:
             self.net.eval()
             with torch.no_grad():
-                student = self.net(batch.x[self.modality]).float()
+                student = full(self.net(batch.x[self.modality]))
             losses = self._mask_losses(batch.x, student, self.masks)
             total = sum(losses.values())
             return total, {"mask_kl": total / len(losses)}
@@ -278,7 +279,7 @@ class MSTDistill(DistilledStudent):
         with torch.no_grad():
             logits = self._specialists(batch.x, masks)
             experts = torch.stack([logits[k] for k in self.specialists], dim=1)
-        s = self.net(batch.x[self.modality]).float()
+        s = full(self.net(batch.x[self.modality]))
         probs = torch.softmax(self.gate(s), dim=1)
         kd, top = routed_kd(s, experts, probs, o.k, o.temperature, o.lskd)
         self.routes += torch.bincount(top.flatten(), minlength=len(self.specialists))

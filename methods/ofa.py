@@ -27,6 +27,7 @@ from .kd_losses import standardize
 from .ofa_losses import branch_head, ofa_loss
 from .options import option
 from .registry import register_method
+from .precision import full
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,12 @@ class OFA(DistilledStudent):
         o = self.options
         target = batch.labels(self.modality)
         logits, feats = self.net.forward_features(batch.x[self.modality], self.stages)
-        logits = logits.float()
+        logits = full(logits)
         t = self.teacher_forward(batch.x)
         ce = F.cross_entropy(logits, target)
         z = standardize if o.lskd else (lambda v: v)
         t = z(t)
         kd = ofa_loss(z(logits), t, target, o.eps, o.temperature)
-        branches = sum(ofa_loss(z(self.branches[s](feats[s]).float()), t, target, o.eps, o.temperature)
+        branches = sum(ofa_loss(z(full(self.branches[s](feats[s]))), t, target, o.eps, o.temperature)
                        for s in self.stages)
         return o.ce_weight * ce + o.kd_weight * kd + o.ofa_weight * branches, {"ce": ce, "kd": kd, "branches": branches}

@@ -20,6 +20,7 @@ from .backbones import POOL
 from .options import option
 from .registry import register_method
 from .rkd_losses import rkd_loss
+from .precision import full
 
 
 @dataclass(frozen=True)
@@ -39,5 +40,5 @@ class RKD(DistilledStudent):
 
     def distill_features(self, student, teacher, student_features, teacher_features, batch, epoch):
         o = self.options
-        return rkd_loss(student, batch.labels(self.modality), student_features[POOL].float(), teacher_features[POOL],
+        return rkd_loss(student, batch.labels(self.modality), full(student_features[POOL]), teacher_features[POOL],
                         o.ce_weight, o.distance_weight, o.angle_weight, o.squared)

@@ -28,6 +28,7 @@ from .kd_losses import standardize
 from .options import option
 from .registry import register_method
 from .sdd_losses import SCALES, region_logits, sdd_kd_term
+from .precision import full
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,9 @@ class SDD(DistilledStudent):
         logits, feats = self.net.forward_features(batch.x[self.modality], (self.last,))
         with torch.no_grad():
             _, t_feats = self.teacher.forward_features(self._teacher_input(batch.x), (self.teacher_last,))
-            t = region_logits(self.teacher.head, t_feats[self.teacher_last].float(), scales).float()
-        ce = F.cross_entropy(logits.float(), target)
-        s = region_logits(self.net.head, feats[self.last].float(), scales)
+            t = full(region_logits(self.teacher.head, full(t_feats[self.teacher_last]), scales))
+        ce = F.cross_entropy(full(logits), target)
+        s = region_logits(self.net.head, full(feats[self.last]), scales)
         if o.lskd:
             s, t = standardize(s.transpose(1, 2)).transpose(1, 2), standardize(t.transpose(1, 2)).transpose(1, 2)
         kd = sdd_kd_term(s, t, target, o.temperature)

@@ -22,6 +22,11 @@ TINY = ["datasets=[{name='synthetic', options={n_samples=120, image_size=16}}]",
         "methods=['kdv1', 'dkd']", "lskd=[false]", "train.epochs=1", "train.width=8", "keep_weights='teachers'"]
 
 
+#: the second stage as a user turns it on (the quick profile runs without one since it trains in float64: its marks
+#: then agree across CPUs by themselves, and its ten minutes hold the first stage only)
+SECOND = ["adaptive.seeds=[10, 11, 12, 13, 14, 15, 16, 17, 18, 19]", "adaptive.band=[0.005, 0.5]"]
+
+
 def _tiny(seeds="[0, 1]", more="[2]", band="[1e-12, 1.0]"):
     return load_config("quick", overrides=[*TINY, f"seeds={seeds}", f"adaptive.seeds={more}", f"adaptive.band={band}"])
 
@@ -97,14 +102,22 @@ def test_bad_second_stage_settings_are_one_line(override, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_chosen_seeds_drop_the_profiles_second_stage_unless_it_is_chosen_too():
-    assert load_config("quick").adaptive.seeds == tuple(range(10, 20))
-    assert load_config("quick", overrides=["seeds=[0, 1]"]).adaptive.seeds == ()
-    assert load_config("quick", overrides=["seeds=[0, 1]", "adaptive.seeds=[5]"]).adaptive.seeds == (5,)
-    # no second stage: the hash the same config had before the second stage existed (quick at seeds 0-1, run
-    # with commit 506c699); a second stage is part of what the benchmark is
-    assert load_config("quick", overrides=["seeds=[0, 1]"]).config_hash() == "72131a9352"
-    assert load_config("quick", overrides=["adaptive.seeds=[]"]).config_hash() != load_config("quick").config_hash()
+def test_chosen_seeds_drop_the_files_second_stage_unless_it_is_chosen_too(tmp_path):
+    from pathlib import Path
+
+    import cmkd.harness.sweep as sweep
+
+    quick = (Path(sweep.__file__).parent / "profiles" / "quick.toml").read_text()
+    path = tmp_path / "two-stage.toml"
+    path.write_text(quick + "\n[adaptive]\nseeds = [10, 11, 12]\n")
+    assert load_config(str(path)).adaptive.seeds == (10, 11, 12)
+    assert load_config(str(path), overrides=["seeds=[0, 1]"]).adaptive.seeds == ()
+    assert load_config(str(path), overrides=["seeds=[0, 1]", "adaptive.seeds=[5]"]).adaptive.seeds == (5,)
+    # no second stage: the hash the same config had before the second stage (and train.precision) existed (quick
+    # at seeds 0-1 and 8 float32 epochs, run with commit 506c699); a second stage is part of what the benchmark is
+    old = ["seeds=[0, 1]", "train.epochs=8", "train.precision='float32'"]
+    assert load_config("quick", overrides=old).config_hash() == "72131a9352"
+    assert load_config("quick", overrides=SECOND).config_hash() != load_config("quick").config_hash()
 
 
 def test_a_cell_with_more_seeds_is_tested_and_pointed_on_the_seeds_both_have():
@@ -153,7 +166,7 @@ def test_the_dry_run_states_the_second_stage_as_a_range():
     from cmkd.harness.sweep.tune import dry_run
 
     lines: list[str] = []
-    plan = dry_run(load_config("quick"), say=lines.append, cpus=2)
+    plan = dry_run(load_config("quick", overrides=SECOND), say=lines.append, cpus=2)
     assert len(plan) == 160  # the first stage
     last = lines[-1]
     assert last.startswith("second stage: seeds 10-19 for the Table 1 cells whose Holm p at seeds 0-9 lies in "
@@ -170,7 +183,7 @@ def test_the_default_band_keeps_the_false_positive_rate_of_a_fixed_design():
     spec = importlib.util.spec_from_file_location("adaptive_design", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    cfg = load_config("quick")
+    cfg = load_config("quick", overrides=SECOND)
     n1, n2, band = len(cfg.seeds), len(cfg.adaptive.seeds), cfg.adaptive.band
     null = script.rates(0.0, n1, n2, band, 200_000, np.random.default_rng(2))
     assert null[0] <= 0.0515 and abs(null[1] - 0.05) < 0.003  # the fixed design's own rate, as a check of the draw

@@ -103,7 +103,7 @@ def test_content_hash_of_a_cache_is_kept_beside_it_and_follows_the_files(tmp_pat
 NON_DEFAULT = {"epochs": 7, "batch_size": 16, "lr": 0.003, "weight_decay": 0.01, "eval_batch_size": 64, "augment": False,
                "device": "cpu", "amp": True, "threads": 3, "split_rule": "exact", "conv1_init": "kaiming",
                "split": "published", "checkpoint_every": 3, "checkpoint_budget": 0.2, "channels_last": True,
-               "compile": True, "width": 16, "bn_momentum": 0.1}
+               "compile": True, "width": 16, "bn_momentum": 0.1, "precision": "float64"}
 
 
 def test_every_train_option_has_a_non_default_value_here():

@@ -82,6 +82,27 @@ def test_a_method_trains_predicts_and_exports(name, kind, info):
             torch.testing.assert_close(exported(x if key == FUSED else x[key]), logits)
 
 
+@pytest.mark.parametrize("name, kind", CASES, ids=[f"{n}-{k or 'no-teacher'}" for n, k in CASES])
+def test_a_method_computes_in_float64_when_the_trial_does(name, kind):
+    """``train.precision = "float64"``: weights, teacher and inputs in float64, and no loss term cast down to
+    float32 on the way (that rounding would make the number the CPU's again)."""
+    method, teacher = build(name, kind, NARROW)
+    method.to(torch.float64).train()
+    if teacher is not None:
+        teacher.to(torch.float64)
+    b = batch(method)
+    b = replace(b, x={m: v.double() for m, v in b.x.items()},
+                strong={m: v.double() for m, v in b.strong.items()} if b.strong else None)
+    method.on_epoch_start(9, 10)
+    total, parts = method.loss(b, 9)
+    assert total.dtype == torch.float64 and all(v.dtype == torch.float64 for v in parts.values()), \
+        {k: v.dtype for k, v in parts.items() if v.dtype != torch.float64}
+    total.backward()
+    assert all(p.grad.dtype == torch.float64 for p in method.parameters() if p.grad is not None)
+    with torch.no_grad():
+        assert all(v.dtype == torch.float64 for v in method.eval().predict(b.x).values())
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_a_methods_options_round_trip_and_render(name):
     cls = get_method(name)

@@ -129,8 +129,10 @@ def deployed_cost(method, key: str, device: torch.device) -> dict[str, float]:
     mods = input_modalities(method, key)
     info = method.info
 
+    width = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)  # train.precision
+
     def make_input(n: int):
-        xs = {m: torch.zeros(n, *info.sample(m).shape, device=device) for m in mods}
+        xs = {m: torch.zeros(n, *info.sample(m).shape, device=device, dtype=width) for m in mods}
         if module is method:
             return xs
         return xs[mods[0]] if len(mods) == 1 and key in info.channels else xs

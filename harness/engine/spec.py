@@ -28,7 +28,7 @@ SCENARIOS = ("cross-modal", "multi-modal", "ablation", "single")
 NOT_IDENTITY = ("device", "threads", "eval_batch_size", "checkpoint_every", "checkpoint_budget")
 #: train fields added after trials were recorded, with their defaults: in the identity only where they differ
 #: from it, so that no earlier trial id or benchmark config hash moves
-ADDED_LATER = {"width": 64, "bn_momentum": 0.0}
+ADDED_LATER = {"width": 64, "bn_momentum": 0.0, "precision": "float32"}
 #: the same for the spec's own fields: the paper's network for every role, no teacher options
 SPEC_ADDED_LATER: dict[str, Any] = {"arch": DEFAULT_ARCH, "teacher_arch": DEFAULT_ARCH, "teacher_options": {},
                                      "pretrained_hash": "", "teacher_pretrained_hash": ""}
@@ -36,6 +36,8 @@ SPEC_ADDED_LATER: dict[str, Any] = {"arch": DEFAULT_ARCH, "teacher_arch": DEFAUL
 NOT_SPEC_IDENTITY = ("data_root", "pretrained", "teacher_pretrained")
 CONV1_INITS = ("official", "kaiming")
 SPLIT_PROTOCOLS = ("paper", "published")
+#: the float width of a trial's weights, inputs and losses (``train.precision``)
+PRECISIONS = ("float32", "float64")
 
 
 def identity_fields(obj: Any, left_out: tuple[str, ...], added_later: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +91,8 @@ class TrainConfig:
     #: ... and whenever the training time since the last one reaches its write time / budget, so writing costs
     #: at most this share of training time (0: by checkpoint_every alone). A stopped trial always writes one.
     checkpoint_budget: float = 0.05
-    #: the GPU path: images and weights in channels_last memory format (tensor-core convolutions)
+    #: images and weights in channels_last memory format: the GPU path's tensor-core convolutions, and on a CPU
+    #: about 1.3x faster float64 convolutions (train.precision) with the same numbers (the default benchmark's)
     channels_last: bool = False
     #: the GPU path: the forward and loss compiled with torch.compile (the first steps pay the compilation)
     compile: bool = False
@@ -100,6 +103,12 @@ class TrainConfig:
     #: the others 0.1). At 0.01 the running statistics need hundreds of steps to leave their init, so a
     #: CPU-sized benchmark of a few dozen steps evaluates a MobileNetV3 on wrong statistics: set 0.1 there
     bn_momentum: float = 0.0
+    #: the float width of weights, inputs and losses: float32 (the paper's) | float64. In float32 the rounding of
+    #: another instruction set (AVX2 against AVX-512) or thread count becomes another network by the last epoch
+    #: (training amplifies it), so a trial's number is its CPU's; in float64 that rounding stays far below the
+    #: digits, so the trial gives the same numbers there (tests/test_cross_cpu.py), at about 1.8x the time of a
+    #: CPU step (docs/benchmark.md). Deployed models are float32 either way.
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         check_fields(self, "train.")
@@ -111,6 +120,11 @@ class TrainConfig:
             raise UserError(f"train.split must be one of {', '.join(SPLIT_PROTOCOLS)}, got {self.split!r}")
         if self.conv1_init not in CONV1_INITS:
             raise UserError(f"train.conv1_init must be one of {', '.join(CONV1_INITS)}, got {self.conv1_init!r}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.amp and self.precision != "float32":
+            raise UserError("train.amp (bfloat16 autocast) and train.precision = float64 contradict each other: "
+                            "drop one of them")
         if int(self.epochs) <= 0:
             raise UserError(f"epochs must be a positive integer, got {self.epochs}; pass --epochs N with N >= 1")
         if int(self.batch_size) <= 1:

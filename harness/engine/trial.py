@@ -225,6 +225,11 @@ def check_pretrained(info, modalities: list[str], spec: TrialSpec) -> None:
         fitted_state(on_meta(lambda m=m: encoder_for(info, m)), state, arch_name(info, m), path)
 
 
+def as_width(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A float input in the trial's width (``train.precision``); labels, indices and token ids unchanged."""
+    return x.to(dtype) if x.is_floating_point() else x
+
+
 def set_bn_momentum(method: Method, momentum: float) -> int:
     """``train.bn_momentum`` on every BatchNorm layer the method trains; returns how many were set."""
     layers = [m for m in method.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
@@ -275,12 +280,14 @@ class Engine:
             load_pretrained(self.method, spec)
         if self.cfg.bn_momentum:
             set_bn_momentum(self.method, self.cfg.bn_momentum)
-        self.method.to(self.device)
+        #: the float width of weights and inputs (train.precision); a teacher's weights carry their own, the same
+        self.dtype = getattr(torch, self.cfg.precision)
+        self.method.to(self.device, self.dtype)
         self.memory_format = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
         self.loss_fn = optimise(self.method, self.cfg.channels_last, self.cfg.compile)
         self.optimizer = make_optimizer(self.method.param_groups(self.cfg.lr), self.cfg.lr, self.cfg.weight_decay)
         inputs = self.method.inputs()
-        self.x = {m: torch.from_numpy(prep.data.modalities[m]).to(self.device) for m in inputs}
+        self.x = {m: as_width(torch.from_numpy(prep.data.modalities[m]).to(self.device), self.dtype) for m in inputs}
         self.y = torch.from_numpy(prep.data.labels).to(self.device)
         self.train_idx = torch.from_numpy(prep.split.train).to(self.device)
         #: the modalities the flip/rotation rule applies to (images; not vectors, spectrograms or sequences)

@@ -45,22 +45,24 @@ def threads(cfg: BenchConfig, device) -> int:
     return max(1, int(cfg.resources.cpus_per_trial)) if device.type == "cpu" else 0
 
 
-def measure_image_seconds(entry: EntryInfo, batch: int, device, n_threads: int = 0) -> float:
+def measure_image_seconds(entry: EntryInfo, batch: int, device, n_threads: int = 0, precision: str = "float32",
+                          channels_last: bool = False) -> float:
     """Seconds per training image of a student step (the unit every method's cost is declared in), on
-    random inputs of the entry's rich-modality shape, with ``n_threads`` torch threads (0: as they are):
-    1 warm-up and 3 timed steps."""
+    random inputs of the entry's rich-modality shape, with ``n_threads`` torch threads (0: as they are), in the
+    trials' float width and memory format (``train.precision``: float64 takes about twice as long on a CPU;
+    ``train.channels_last``): 1 warm-up and 3 timed steps."""
     import torch
 
     before = torch.get_num_threads()
     if n_threads:
         torch.set_num_threads(n_threads)
     try:
-        return _timed_steps(entry, batch, device)
+        return _timed_steps(entry, batch, device, getattr(torch, precision), channels_last)
     finally:
         torch.set_num_threads(before)
 
 
-def _timed_steps(entry: EntryInfo, batch: int, device) -> float:
+def _timed_steps(entry: EntryInfo, batch: int, device, dtype, channels_last: bool) -> float:
     import torch
 
     from cmkd.harness.engine.step import make_optimizer, train_step
@@ -68,11 +70,13 @@ def _timed_steps(entry: EntryInfo, batch: int, device) -> float:
 
     info = entry.info
     cls = teacher_method("cross-modal")
-    method = cls(info, info.rich, cls.Options()).to(device).train()
+    method = cls(info, info.rich, cls.Options()).to(device, dtype).train()
     opt = make_optimizer(method.param_groups(1e-4), 1e-4)
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, *info.sample(info.rich).shape, generator=g).to(device)
+    x = torch.rand(batch, *info.sample(info.rich).shape, generator=g).to(device, dtype)
     y = torch.randint(0, info.n_classes, (batch,), generator=g).to(device)
+    if channels_last and x.ndim == 4:
+        method, x = method.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     times = []
     for i in range(4):
         t0 = time.perf_counter()
@@ -217,7 +221,8 @@ def plan_time(plan: list[PlannedTrial], infos: dict[str, EntryInfo], cfg: BenchC
             pixels = math.prod(sample.image_size) * (sample.steps or 1) if sample.image_size else 1
             per_image, src = cfg.per_image_ms / 1000 * pixels / REFERENCE_PIXELS, f"stated {cfg.per_image_ms:g} ms at 224x224, scaled"
         else:
-            per_image, src = measure_image_seconds(e, probe_batch(cfg, e, device), device, threads(cfg, device)), \
+            per_image, src = measure_image_seconds(e, probe_batch(cfg, e, device), device, threads(cfg, device),
+                                                 cfg.train.precision, cfg.train.channels_last), \
                 f"measured on {device.type}"
         epoch_s[entry.key] = n_train * per_image * EVAL_OVERHEAD
         parts.append(f"{entry.key}: {n_train} training images ({where}) x {1000 * per_image:.2g} ms/image "
