@@ -92,7 +92,7 @@ class TrainConfig:
     #: at most this share of training time (0: by checkpoint_every alone). A stopped trial always writes one.
     checkpoint_budget: float = 0.05
     #: images and weights in channels_last memory format: the GPU path's tensor-core convolutions, and on a CPU
-    #: about 1.3x faster float64 convolutions (train.precision) with the same numbers (the default benchmark's)
+    #: about 10% faster float64 steps (train.precision) with the same numbers (the default benchmark's)
     channels_last: bool = False
     #: the GPU path: the forward and loss compiled with torch.compile (the first steps pay the compilation)
     compile: bool = False
