@@ -280,7 +280,8 @@ class Engine:
             load_pretrained(self.method, spec)
         if self.cfg.bn_momentum:
             set_bn_momentum(self.method, self.cfg.bn_momentum)
-        #: the float width of weights and inputs (train.precision); a teacher's weights carry their own, the same
+        #: the float width of weights and inputs (train.precision); a teacher loads in the width its own trial saved,
+        #: the same one (its spec has this train config)
         self.dtype = getattr(torch, self.cfg.precision)
         self.method.to(self.device, self.dtype)
         self.memory_format = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
