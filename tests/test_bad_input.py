@@ -151,6 +151,11 @@ CASES = [
     ("epochs-flag-zero", None, [*STUDENT[:-2], "--epochs", "0"], "epochs must be a positive integer"),
     ("shared-out-of-range", None, [*STUDENT, "--data-opt", "shared=1.5"], "synthetic: shared must be a number from 0 to 1"),
     ("split-unknown", None, [*STUDENT, "--split", "random"], "train.split must be one of paper, published"),
+    ("precision-unknown", None, [*STUDENT, "--precision", "float16"], "train.precision must be one of float32, float64"),
+    ("precision-with-amp", None, [*STUDENT, "--precision", "float64", "--amp"], "train.amp (bfloat16 autocast) and "
+     "train.precision = float64 contradict"),
+    ("bench-precision-unknown", None, ["bench", "--profile", "smoke", "--set", "train.precision='half'", "--out",
+                                        "{tmp}/b"], "train.precision must be one of float32, float64"),
     ("split-published-none", None, [*STUDENT, "--split", "published"], "has no published train/test split"),
     ("method-options-lskd", None, ["bench", "--profile", "smoke", "--set", "method_options={kdv1={lskd=true}}", "--dry-run"], "method_options.kdv1.lskd is one of the sweep's axes"),
     ("config-not-utf8", lambda t: (t / "c.toml").write_bytes(b"name = '\xff\xfe'") and t / "c.toml", ["bench", "--config", "{}", "--dry-run"], "not UTF-8 text"),
