@@ -106,8 +106,9 @@ class TrainConfig:
     #: the float width of weights, inputs and losses: float32 (the paper's) | float64. In float32 the rounding of
     #: another instruction set (AVX2 against AVX-512) or thread count becomes another network by the last epoch
     #: (training amplifies it), so a trial's number is its CPU's; in float64 that rounding stays far below the
-    #: digits, so the trial gives the same numbers there (tests/test_cross_cpu.py), at about 1.8x the time of a
-    #: CPU step (docs/benchmark.md). Deployed models are float32 either way.
+    #: digits, so the trial gives the same numbers there, up to a test prediction between logits tied to within
+    #: that rounding (tests/test_cross_cpu.py), at about 1.8x the time of a CPU step (docs/benchmark.md).
+    #: Deployed models are float32 either way.
     precision: str = "float32"
 
     def __post_init__(self) -> None:
