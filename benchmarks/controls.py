@@ -64,10 +64,10 @@ def gains(rows: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def contrasts(folder: Path, methods: list[str]) -> pd.DataFrame:
+def contrasts(rows: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """Per KD method, gain(shared) - gain(specific) over the results ``rows`` of a run, with Welch's p."""
     from scipy.stats import ttest_ind
 
-    rows = ResultsStore(folder / "results").rows()
     rows = rows[(rows.status == "finished") & (rows.modality == "depth")]
     per_seed = {}
     for entry in ("shared", "specific"):
@@ -81,16 +81,6 @@ def contrasts(folder: Path, methods: list[str]) -> pd.DataFrame:
         out.append({"method": m, "gain shared": a.mean(), "gain specific": b.mean(), "contrast": a.mean() - b.mean(),
                     "p (Welch)": p})
     return pd.DataFrame(out)
-
-
-def verdict(folder: Path) -> tuple[bool, list[str]]:
-    """The default benchmark's claim, read from the folder's Table 1 marks (``cmkd.results.controls``)."""
-    return controls.verdict(ResultsStore(folder / "results").rows())
-
-
-def marks(folder: Path) -> pd.DataFrame:
-    """Table 1's cells of the folder with their mark against STUDENT (``cmkd.results.controls.marks``)."""
-    return controls.marks(ResultsStore(folder / "results").rows())
 
 
 def compare_marks(here: pd.DataFrame, there: pd.DataFrame) -> pd.DataFrame:
@@ -125,36 +115,37 @@ def main(argv: list[str] | None = None) -> int:
     table = gains(rows, methods)
     print(f"known-answer control on {out} ({time.time() - t0:.0f} s)\n")
     print(tabulate(table.values.tolist(), headers=list(table.columns), tablefmt="github", floatfmt=".2f"))
-    contrast = contrasts(out, methods)
+    contrast = contrasts(rows, methods)
     print("\ncontrast gain(shared) - gain(specific), Welch's t-test:\n")
     print(tabulate(contrast.values.tolist(), headers=list(contrast.columns), tablefmt="github", floatfmt=".3g"))
-    ok, lines = verdict(out)
+    ok, lines = controls.verdict(rows)
     print("\n" + "\n".join(lines))
     if args.same_marks:
-        ok = _print_comparison(out, Path(args.same_marks)) and ok
+        ok = _print_comparison(out, Path(args.same_marks), rows) and ok
     return 0 if not args.check or ok else 1
 
 
-def _print_comparison(here: Path, there: Path) -> bool:
-    cmp = compare_marks(marks(here), marks(there))
+def _print_comparison(here: Path, there: Path, rows: pd.DataFrame) -> bool:
+    """``--same-marks``: ``rows`` are ``here``'s results rows, already read."""
+    other = ResultsStore(there / "results").rows()
+    cmp = compare_marks(controls.marks(rows), controls.marks(other))
     print(f"\nTable 1 marks, {here} against {there}:\n")
     print(tabulate(cmp.values.tolist(), headers=list(cmp.columns), tablefmt="github", floatfmt=".4g"))
     changed = cmp[~cmp["same mark"]]
     print(f"\nsame marks: {len(cmp) - len(changed)} of {len(cmp)} cells"
           + (f" (changed: {', '.join(changed.dataset + ' ' + changed.row)})" if len(changed) else "")
           + f"; other run's mean inside this run's 95% interval: {int(cmp['inside interval'].sum())} of {len(cmp)}")
-    same, n, largest = same_outputs(here, there)
+    same, n, largest = same_outputs(rows, other)
     print(f"trial outputs in both runs: {n}; equal to 1e-9 points: {same}; largest difference: {largest:.3g} points "
           "of test F1")
     return changed.empty
 
 
-def same_outputs(here: Path, there: Path) -> tuple[int, int, float]:
-    """Every trial output both runs finished (the same trial id: the same spec), compared digit for digit: how
-    many have equal test F1 (to 1e-9 points), out of how many, and the largest difference in points."""
+def same_outputs(here: pd.DataFrame, there: pd.DataFrame) -> tuple[int, int, float]:
+    """Every trial output both runs' results rows hold (the same trial id: the same spec), compared digit for
+    digit: how many have equal test F1 (to 1e-9 points), out of how many, and the largest difference in points."""
     key = ["trial_id", "modality"]
-    a, b = (ResultsStore(f / "results").rows()[[*key, "test_f1"]] for f in (here, there))
-    both = a.merge(b, on=key, suffixes=("", " other"))
+    both = here[[*key, "test_f1"]].merge(there[[*key, "test_f1"]], on=key, suffixes=("", " other"))
     diff = (100 * (both["test_f1"] - both["test_f1 other"])).abs()
     return int((diff <= 1e-9).sum()), len(both), float(diff.max()) if len(both) else 0.0
 

@@ -44,3 +44,13 @@ def test_a_flipped_mark_a_missing_cell_and_a_mean_outside_are_each_seen(controls
     assert not cmp.loc[("s:specific", "dkd|orig"), "same mark"]  # down -> ns
     assert cmp.loc[("s:specific", "dkd|orig"), "inside interval"]
     assert not cmp.loc[("s:specific", "mlkd|orig"), "same mark"]  # absent from the other run
+
+
+def test_equal_trial_outputs_are_counted_digit_for_digit(controls):
+    """``--same-marks`` counts the outputs both runs hold (same trial id and output) that are equal to 1e-9 points."""
+    here = pd.DataFrame({"trial_id": ["a", "a", "b", "c"], "modality": ["depth", "rgb", "depth", "depth"],
+                         "test_f1": [0.5, 0.9, 0.61, 0.7]})
+    there = pd.DataFrame({"trial_id": ["a", "a", "b", "d"], "modality": ["depth", "rgb", "depth", "depth"],
+                          "test_f1": [0.5, 0.9, 0.6100619, 0.1]})
+    same, n, largest = controls.same_outputs(here, there)
+    assert (same, n) == (2, 3) and largest == pytest.approx(0.00619)
